@@ -17,9 +17,7 @@ use crate::{PublicKey, TypesError};
 pub const ADDRESS_HRP: &str = "te";
 
 /// A 20-byte account address.
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
 pub struct Address(pub [u8; 20]);
 
 impl Address {
@@ -105,7 +103,11 @@ mod tests {
         let s = a.to_string();
         assert!(s.starts_with("te1"), "{s}");
         assert_eq!(Address::parse(&s).unwrap(), a);
-        assert_ne!(Address::of_device(&k), a, "device pseudonym must differ from member address");
+        assert_ne!(
+            Address::of_device(&k),
+            a,
+            "device pseudonym must differ from member address"
+        );
     }
 
     #[test]

@@ -204,10 +204,17 @@ impl CommitCertificate {
 
     /// Verifies that the certificate finalises `header` under `set`.
     pub fn verify(&self, header: &BlockHeader, set: &ValidatorSet) -> Result<(), TypesError> {
-        let invalid =
-            |reason: String| Err(TypesError::Invalid { field: "commit certificate", reason });
+        let invalid = |reason: String| {
+            Err(TypesError::Invalid {
+                field: "commit certificate",
+                reason,
+            })
+        };
         if self.height != header.height {
-            return invalid(format!("height {} != block height {}", self.height, header.height));
+            return invalid(format!(
+                "height {} != block height {}",
+                self.height, header.height
+            ));
         }
         if self.block_hash != header.hash() {
             return invalid("block hash does not match the header".into());
@@ -231,7 +238,10 @@ impl CommitCertificate {
         }
         let ok = verify_many(&items);
         if let Some(i) = ok.iter().position(|v| !v) {
-            return invalid(format!("signature of {} does not verify", self.signatures[i].validator));
+            return invalid(format!(
+                "signature of {} does not verify",
+                self.signatures[i].validator
+            ));
         }
         let power: u64 = powers.iter().sum();
         if power < set.quorum_power() {
@@ -268,18 +278,28 @@ pub struct Event {
 impl Event {
     /// A new event with no attributes.
     pub fn new(module: &str, kind: &str) -> Event {
-        Event { module: module.into(), kind: kind.into(), attributes: Vec::new() }
+        Event {
+            module: module.into(),
+            kind: kind.into(),
+            attributes: Vec::new(),
+        }
     }
 
     /// Adds an attribute.
     pub fn with(mut self, key: &str, value: impl ToString) -> Event {
-        self.attributes.push(EventAttribute { key: key.into(), value: value.to_string() });
+        self.attributes.push(EventAttribute {
+            key: key.into(),
+            value: value.to_string(),
+        });
         self
     }
 
     /// The value of an attribute.
     pub fn attr(&self, key: &str) -> Option<&str> {
-        self.attributes.iter().find(|a| a.key == key).map(|a| a.value.as_str())
+        self.attributes
+            .iter()
+            .find(|a| a.key == key)
+            .map(|a| a.value.as_str())
     }
 }
 
@@ -400,7 +420,8 @@ mod tests {
 
         let outsider = Keypair::from_seed([99; 32]);
         let mut c = cert(&keys[..2], &h);
-        c.signatures.extend(cert(std::slice::from_ref(&outsider), &h).signatures);
+        c.signatures
+            .extend(cert(std::slice::from_ref(&outsider), &h).signatures);
         assert!(c.verify(&h, &vs).is_err());
 
         let mut c = cert(&keys[..3], &h);
@@ -415,7 +436,10 @@ mod tests {
     #[test]
     fn block_round_trip() {
         let (_, vs) = set(1);
-        let b = Block { header: header(&vs), txs: vec![] };
+        let b = Block {
+            header: header(&vs),
+            txs: vec![],
+        };
         assert_eq!(Block::from_bytes(&b.to_bytes()).unwrap(), b);
         let mut bytes = b.to_bytes();
         bytes.truncate(bytes.len() - 1);

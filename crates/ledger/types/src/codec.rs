@@ -52,7 +52,7 @@ pub mod hex_bytes {
 pub fn parse_hex_array<const N: usize>(s: &str) -> Result<[u8; N], TypesError> {
     let bytes = hex::decode(s.trim().trim_start_matches("0x"))
         .map_err(|e| TypesError::InvalidHex(e.to_string()))?;
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| TypesError::InvalidHex(format!("expected {N} bytes, got {}", b.len())))
+    bytes.try_into().map_err(|b: Vec<u8>| {
+        TypesError::InvalidHex(format!("expected {N} bytes, got {}", b.len()))
+    })
 }

@@ -22,9 +22,7 @@ use crate::codec::parse_hex_array;
 ///
 /// Holding the bytes (not a decompressed point) keeps decoding total: any 32 bytes decode,
 /// and validity is checked where the key is used.
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
 pub struct PublicKey(pub [u8; 32]);
 
 /// An ed25519 signature (64 bytes: R ‖ s).
@@ -140,7 +138,9 @@ impl Keypair {
 
     /// The key whose 32-byte secret seed is `seed` (deterministic; used by simulations).
     pub fn from_seed(seed: [u8; 32]) -> Keypair {
-        Keypair { signing: SigningKey::from_bytes(&seed) }
+        Keypair {
+            signing: SigningKey::from_bytes(&seed),
+        }
     }
 
     /// Parses a hex secret seed.
@@ -213,7 +213,10 @@ mod tests {
         let kp = Keypair::from_seed([7; 32]);
         let sig = kp.sign(b"hello");
         kp.public().verify(b"hello", &sig).unwrap();
-        assert_eq!(kp.public().verify(b"hellp", &sig), Err(TypesError::BadSignature));
+        assert_eq!(
+            kp.public().verify(b"hellp", &sig),
+            Err(TypesError::BadSignature)
+        );
         let mut bad = sig;
         bad.0[5] ^= 1;
         assert!(kp.public().verify(b"hello", &bad).is_err());

@@ -106,7 +106,11 @@ impl MerkleTree {
             }
             i /= 2;
         }
-        Some(MerkleProof { leaf_index: index, tree_size: self.len(), path })
+        Some(MerkleProof {
+            leaf_index: index,
+            tree_size: self.len(),
+            path,
+        })
     }
 }
 
@@ -139,7 +143,10 @@ impl MerkleProof {
     /// Verifies a proof for an already-hashed leaf (RFC 9162 §2.1.3.2).
     pub fn verify_leaf_hash(&self, leaf: &Hash, root: &Hash) -> Result<(), TypesError> {
         let fail = |reason: &str| {
-            Err(TypesError::Invalid { field: "merkle proof", reason: reason.to_string() })
+            Err(TypesError::Invalid {
+                field: "merkle proof",
+                reason: reason.to_string(),
+            })
         };
         if self.leaf_index >= self.tree_size {
             return fail("leaf index is outside the tree");
@@ -204,7 +211,11 @@ mod tests {
         );
         for n in 0..40usize {
             let leaves: Vec<Vec<u8>> = (0..n).map(|i| vec![i as u8; 3]).collect();
-            assert_eq!(MerkleTree::from_leaves(&leaves).root(), mth(&leaves), "n={n}");
+            assert_eq!(
+                MerkleTree::from_leaves(&leaves).root(),
+                mth(&leaves),
+                "n={n}"
+            );
         }
     }
 

@@ -28,7 +28,10 @@ pub struct Payload {
 impl Payload {
     /// A payload carrying `call` for `module`.
     pub fn new<C: BorshSerialize>(module: &str, call: &C) -> Payload {
-        Payload { module: module.to_string(), call: encode(call) }
+        Payload {
+            module: module.to_string(),
+            call: encode(call),
+        }
     }
 }
 
@@ -67,7 +70,10 @@ impl TxBody {
     /// Signs the body.
     pub fn sign(self, key: &Keypair) -> SignedTx {
         let signature = key.sign(&self.sign_bytes());
-        SignedTx { body: self, signature }
+        SignedTx {
+            body: self,
+            signature,
+        }
     }
 }
 
@@ -107,7 +113,9 @@ impl SignedTx {
         let m = &b.payload.module;
         if m.is_empty()
             || m.len() > MAX_MODULE_NAME_BYTES
-            || !m.bytes().all(|c| c.is_ascii_lowercase() || c == b'_' || c == b'-')
+            || !m
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c == b'_' || c == b'-')
         {
             return Err(TypesError::Invalid {
                 field: "payload.module",
@@ -129,7 +137,9 @@ impl SignedTx {
 
     /// Verifies the signature directly (no cache).
     pub fn verify_signature(&self) -> Result<(), TypesError> {
-        self.body.signer.verify(&self.body.sign_bytes(), &self.signature)
+        self.body
+            .signer
+            .verify(&self.body.sign_bytes(), &self.signature)
     }
 }
 
@@ -145,7 +155,10 @@ mod tests {
             signer: kp.public(),
             nonce,
             expiry_height: 100,
-            payload: Payload { module: "orgs".into(), call: vec![1, 2, 3] },
+            payload: Payload {
+                module: "orgs".into(),
+                call: vec![1, 2, 3],
+            },
         }
         .sign(&kp)
     }
@@ -180,9 +193,15 @@ mod tests {
     fn trailing_bytes_and_oversize_are_rejected() {
         let mut bytes = sample(1).to_bytes();
         bytes.push(0);
-        assert!(matches!(SignedTx::from_bytes(&bytes), Err(TypesError::Codec(_))));
+        assert!(matches!(
+            SignedTx::from_bytes(&bytes),
+            Err(TypesError::Codec(_))
+        ));
         let big = vec![0u8; MAX_TX_BYTES + 1];
-        assert!(matches!(SignedTx::from_bytes(&big), Err(TypesError::TooLarge { .. })));
+        assert!(matches!(
+            SignedTx::from_bytes(&big),
+            Err(TypesError::TooLarge { .. })
+        ));
     }
 
     #[test]
