@@ -1,0 +1,106 @@
+//! The Jellyfish Merkle tree over redb: a [`TreeReader`] on a read transaction, and a guard
+//! that turns every failure of the `jmt` library into a [`StoreError`].
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
+use jmt::{KeyHash, OwnedValue, Version};
+use redb::{ReadOnlyTable, ReadTransaction};
+
+use crate::StoreError;
+use crate::tables::{JMT_NODES, JMT_VALUES, decode_versioned, node_key, value_key};
+
+/// The hasher of the state tree. `jmt` and this crate share `sha2` 0.10.
+pub(crate) type Hasher = sha2::Sha256;
+
+/// The state tree on a read transaction.
+pub(crate) type Tree<'a> = jmt::JellyfishMerkleTree<'a, TreeTables, Hasher>;
+
+/// The JMT node and value tables of one read transaction: a consistent view of every version.
+pub(crate) struct TreeTables {
+    nodes: ReadOnlyTable<&'static [u8], &'static [u8]>,
+    values: ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+impl TreeTables {
+    /// Opens the tables in `txn`.
+    pub(crate) fn open(txn: &ReadTransaction) -> Result<TreeTables, StoreError> {
+        Ok(TreeTables {
+            nodes: txn.open_table(JMT_NODES)?,
+            values: txn.open_table(JMT_VALUES)?,
+        })
+    }
+}
+
+fn db_err(e: impl Into<redb::Error>) -> anyhow::Error {
+    anyhow::Error::new(StoreError::Database(e.into()))
+}
+
+impl TreeReader for TreeTables {
+    fn get_node_option(&self, key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        let k = node_key(key);
+        let Some(guard) = self.nodes.get(k.as_slice()).map_err(db_err)? else {
+            return Ok(None);
+        };
+        borsh::from_slice::<Node>(guard.value())
+            .map(Some)
+            .map_err(|e| anyhow::Error::new(StoreError::corrupt("jmt node", e)))
+    }
+
+    fn get_value_option(
+        &self,
+        max_version: Version,
+        key_hash: KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
+        let lo = value_key(&key_hash, 0);
+        let hi = value_key(&key_hash, max_version);
+        let mut range = self
+            .values
+            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())
+            .map_err(db_err)?;
+        match range.next_back() {
+            None => Ok(None),
+            Some(entry) => {
+                let (_, v) = entry.map_err(db_err)?;
+                Ok(decode_versioned(v.value())?)
+            }
+        }
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        // Only `jmt::restore` (state sync from a snapshot) calls this; this store does not
+        // restore, and answering from a tree of many versions would be wrong.
+        Err(anyhow::Error::new(StoreError::Unsupported(
+            "TreeReader::get_rightmost_leaf (JMT restore)",
+        )))
+    }
+}
+
+/// Runs a `jmt` operation and makes every failure a [`StoreError`].
+///
+/// Why catch panics: `jmt` 0.12 unwraps reader errors inside proof construction (for example
+/// in `InternalNode::build_sibling`), so an I/O error or a damaged node would otherwise abort
+/// the caller's thread. Nothing outlives a caught panic: the closure only reads from a read
+/// transaction that the caller drops with the error. A [`StoreError`] the reader returned
+/// comes back as itself.
+pub(crate) fn guarded<T>(
+    op: &'static str,
+    f: impl FnOnce() -> anyhow::Result<T>,
+) -> Result<T, StoreError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(match e.downcast::<StoreError>() {
+            Ok(store_error) => store_error,
+            Err(other) => StoreError::Tree(format!("{op}: {other:#}")),
+        }),
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(op, %msg, "jmt panicked; returned as an error");
+            Err(StoreError::Tree(format!("{op}: panicked: {msg}")))
+        }
+    }
+}
