@@ -130,7 +130,13 @@ pub fn record_leaf(record: &[u8]) -> Hash {
 ///
 /// The proof must be for a tree of exactly `anchor.count` leaves: a proof against a root is
 /// only meaningful for the tree size it was built for, and checking it pins the record to the
-/// batch the ledger describes.
+/// batch the ledger describes. The anchor's identifying fields (edge, record type, root, time
+/// range) must hash to its id.
+///
+/// `anchor` must come from the ledger (with a state proof, if it crossed a trust boundary):
+/// its `count`, `height` and `tx_hash` are not part of the id, and an RFC 6962 proof of a leaf
+/// in the left, complete part of a tree also verifies for some smaller tree sizes, so a
+/// `count` altered after reading is not detectable here.
 pub fn verify_record_anchored(
     record: &[u8],
     proof: &MerkleProof,
