@@ -259,14 +259,12 @@ fn collect(
     limit: usize,
 ) -> Result<EventPage, StoreError> {
     let mut page = EventPage::default();
-    let mut examined = 0usize;
-    for entry in entries {
+    for (examined, entry) in entries.enumerate() {
         let (pos, record) = entry?;
         if page.events.len() == limit || examined == MAX_EVENT_SCAN {
             page.next = Some(EventCursor::from_u128(pos));
             break;
         }
-        examined += 1;
         let record = match record {
             Some(r) => r,
             None => events
@@ -313,7 +311,14 @@ mod tests {
             attribute: a.map(|(k, v)| (k.into(), v.into())),
             ..EventFilter::default()
         };
-        assert!(f(Some("devices"), Some("registered"), Some(("class", "wearable"))).matches(&e));
+        assert!(
+            f(
+                Some("devices"),
+                Some("registered"),
+                Some(("class", "wearable"))
+            )
+            .matches(&e)
+        );
         assert!(!f(Some("orgs"), None, None).matches(&e));
         assert!(!f(None, Some("revoked"), None).matches(&e));
         assert!(!f(None, None, Some(("class", "phone"))).matches(&e));

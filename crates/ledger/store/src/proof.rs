@@ -162,9 +162,13 @@ mod tests {
         // Pin the layout itself, not only the agreement.
         assert_eq!(bytes.len(), 1 + 64 + 4 + 1 + 65 + 65);
         assert_eq!(&bytes[..2], &[1, 1]);
-        assert_eq!(&bytes[65..70], &[3, 0, 0, 0, 0]);
-        assert_eq!(bytes[70 + 1], 1);
-        assert_eq!(bytes[70 + 1 + 65], 2);
+        // option tag, leaf (64), count = 3 (u32 LE), then the siblings' tags.
+        assert_eq!(&bytes[65..69], &[3, 0, 0, 0]);
+        assert_eq!(bytes[69], 0, "Null");
+        assert_eq!(bytes[70], 1, "Internal");
+        assert_eq!(&bytes[71..103], &[3; 32]);
+        assert_eq!(bytes[135], 2, "Leaf");
+        assert_eq!(&bytes[136..168], &[5; 32]);
     }
 
     #[test]

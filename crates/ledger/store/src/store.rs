@@ -50,6 +50,11 @@ pub struct PreparedState {
     pub root: Hash,
     /// Height (JMT version) the state is for: the base height + 1.
     pub height: Height,
+    // What commit checks: copies that callers cannot change, since the public fields can be.
+    // The batch's nodes are keyed by `version`; committing them under another height would
+    // overwrite another version's nodes.
+    version: Height,
+    computed_root: Hash,
     batch: TreeUpdateBatch,
     writes_digest: [u8; 32],
 }
@@ -375,6 +380,8 @@ impl Store {
         Ok(PreparedState {
             root: Hash(root.0),
             height,
+            version: height,
+            computed_root: Hash(root.0),
             batch,
             writes_digest: writes_digest(writes),
         })
@@ -401,7 +408,15 @@ impl Store {
         let header = &block.header;
         let height = header.height;
         let block_hash = block.hash();
-        self.check_block(block, &block_hash, tx_hashes, cert, results, writes, &prepared)?;
+        self.check_block(
+            block,
+            &block_hash,
+            tx_hashes,
+            cert,
+            results,
+            writes,
+            &prepared,
+        )?;
 
         let txn = self.begin_write()?;
         {
@@ -483,7 +498,7 @@ impl Store {
             hash = %block_hash,
             txs = block.txs.len(),
             writes = writes.len(),
-            state_root = %prepared.root,
+            state_root = %prepared.computed_root,
             "block committed"
         );
         Ok(())
@@ -509,15 +524,15 @@ impl Store {
                 results: results.len(),
             });
         }
-        if prepared.height != header.height {
+        if prepared.version != header.height || prepared.height != prepared.version {
             return Err(StoreError::PreparedHeightMismatch {
-                prepared: prepared.height,
+                prepared: prepared.version,
                 block: header.height,
             });
         }
-        if prepared.root != header.state_root {
+        if prepared.computed_root != header.state_root || prepared.root != prepared.computed_root {
             return Err(StoreError::StateRootMismatch {
-                prepared: prepared.root,
+                prepared: prepared.computed_root,
                 header: header.state_root,
             });
         }
