@@ -170,7 +170,9 @@ pub enum OrgsCall {
         /// The new key; it must never have been used on this ledger.
         new_key: PublicKey,
     },
-    /// Revokes a key. Signer: the key itself, or an admin of its organisation.
+    /// Revokes a key. Signer: the key itself, or an admin of its organisation. A key may
+    /// always revoke itself, even the last admin's: whoever holds a compromised key must be
+    /// able to kill it at once. Others can never revoke the last active admin.
     RevokeKey {
         /// The key.
         key: PublicKey,
