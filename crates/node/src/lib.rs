@@ -1,1 +1,34 @@
-//! placeholder during bootstrap
+//! The TrustEdge node: the I/O around the pure ledger.
+//!
+//! - [`config`]: `config.toml` ([`NodeConfig`]) and key files ([`load_key`], [`save_key`]).
+//! - [`api`]: the HTTP API (axum), documented with OpenAPI at `GET /openapi.json`, with
+//!   Prometheus metrics at `GET /metrics` ([`metrics`]).
+//! - [`sealer`]: block production for a chain with exactly one validator, through the same
+//!   propose / certify / commit interface the BFT consensus engine will drive.
+//! - [`follower`]: edge and cloud nodes fetch finalised blocks from an upstream node and
+//!   commit them after checking certificate and state root; transactions they receive are
+//!   checked locally and forwarded.
+//! - [`client`]: a typed client of the API, for the CLI, followers and tests.
+//! - [`node`]: [`run_node`] / [`start_node`] put it together.
+//!
+//! Architecture invariant: nothing here decides what is valid. Admission, execution, block
+//! validity and finality are the ledger's ([`trustedge_chain::Ledger`]); this crate moves
+//! bytes between the network, the disk and the ledger, and every ledger call runs on a
+//! blocking thread. The clock is injected ([`clock::Clock`]).
+
+pub mod api;
+pub mod client;
+pub mod clock;
+pub mod config;
+mod error;
+pub mod follower;
+pub mod metrics;
+pub mod node;
+pub mod sealer;
+
+pub use api::types::Mode;
+pub use client::{Client, ClientError};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{KeyFile, MempoolLimits, NodeConfig, Role, load_key, save_key};
+pub use error::NodeError;
+pub use node::{NodeOptions, RunningNode, load_genesis, run_node, start_node, start_with_config};

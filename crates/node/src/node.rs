@@ -1,0 +1,346 @@
+//! Starting and stopping a node: configuration, genesis and key in; ledger, API and sealer
+//! or follower out.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use trustedge_chain::Ledger;
+use trustedge_contracts::genesis::Genesis;
+use trustedge_types::{Keypair, ValidatorSet};
+
+use crate::NodeError;
+use crate::api::types::Mode;
+use crate::api::{self, ApiContext};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{NodeConfig, Role, load_key, read_small};
+use crate::follower::{Follower, Forwarder};
+use crate::metrics::Metrics;
+use crate::sealer::{Sealer, check_can_seal};
+
+/// What the caller injects into a node.
+#[derive(Clone)]
+pub struct NodeOptions {
+    /// The clock block times come from.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Reads and validates a genesis file.
+pub fn load_genesis(path: &Path) -> Result<Genesis, NodeError> {
+    let err = |message: String| NodeError::Genesis {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = read_small(path).map_err(err)?;
+    Genesis::from_json(text.as_bytes()).map_err(|e| err(e.to_string()))
+}
+
+/// How a node with this configuration, validator set and key makes progress.
+///
+/// A validator seals if the set is exactly its key. Otherwise it follows its upstream if it
+/// has one, and refuses to start if not; edge and cloud nodes always follow.
+pub fn choose_mode(
+    config: &NodeConfig,
+    validators: &ValidatorSet,
+    key: Option<&Keypair>,
+) -> Result<Mode, NodeError> {
+    if config.role != Role::Validator {
+        return if config.upstream.is_empty() {
+            Err(NodeError::Role(format!(
+                "an {} node follows an upstream; configure `upstream`",
+                config.role
+            )))
+        } else {
+            Ok(Mode::Follower)
+        };
+    }
+    let Some(key) = key else {
+        return Err(NodeError::Role(
+            "a validator needs its key (key_path)".into(),
+        ));
+    };
+    match check_can_seal(validators, key) {
+        Ok(()) => {
+            if !config.upstream.is_empty() {
+                tracing::warn!("this node seals the chain; its `upstream` setting is ignored");
+            }
+            Ok(Mode::Sealer)
+        }
+        Err(refusal) if config.upstream.is_empty() => Err(NodeError::Role(format!(
+            "cannot seal: {refusal}; and with no `upstream` there is nothing to follow"
+        ))),
+        Err(refusal) => {
+            tracing::warn!(%refusal, "not sealing; following upstream instead");
+            Ok(Mode::Follower)
+        }
+    }
+}
+
+/// A node running in this process.
+pub struct RunningNode {
+    addr: SocketAddr,
+    ledger: Arc<Ledger>,
+    mode: Mode,
+    metrics: Arc<Metrics>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<Result<(), NodeError>>,
+    worker: JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// The address the API listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The API's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// How the node makes progress.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Stops the sealer or follower and the API (finishing requests in flight), and waits
+    /// for both. The ledger is closed once the last reference to it is dropped.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        // Receivers may be gone if a task already ended; there is nothing to tell then.
+        let _ = self.stop.send(true);
+        let worker = self.worker.await;
+        let server = self.server.await;
+        worker.map_err(|e| NodeError::Task {
+            task: "sealer/follower",
+            message: e.to_string(),
+        })?;
+        server.map_err(|e| NodeError::Task {
+            task: "api",
+            message: e.to_string(),
+        })?
+    }
+}
+
+/// Starts the node whose home directory is `home` (see [`NodeConfig::load`]).
+pub async fn start_node(home: &Path, options: NodeOptions) -> Result<RunningNode, NodeError> {
+    let config = NodeConfig::load(home)?;
+    start_with_config(home, config, options).await
+}
+
+/// Starts a node from an already loaded configuration; paths in it are relative to `home`.
+pub async fn start_with_config(
+    home: &Path,
+    config: NodeConfig,
+    options: NodeOptions,
+) -> Result<RunningNode, NodeError> {
+    config.validate().map_err(|message| NodeError::Config {
+        path: home.join(crate::config::CONFIG_FILE),
+        message,
+    })?;
+    let genesis = load_genesis(&NodeConfig::resolve(home, &config.genesis_path))?;
+    let key = config
+        .key_path
+        .as_ref()
+        .map(|p| load_key(&NodeConfig::resolve(home, p)))
+        .transpose()?;
+    let db_path = NodeConfig::resolve(home, &config.db_path);
+    if let Some(dir) = db_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| NodeError::Config {
+            path: db_path.clone(),
+            message: format!("cannot create the database directory: {e}"),
+        })?;
+    }
+    let ledger_config = config.ledger_config();
+    let ledger =
+        tokio::task::spawn_blocking(move || Ledger::open(&db_path, genesis, ledger_config))
+            .await
+            .map_err(|e| NodeError::Task {
+                task: "open ledger",
+                message: e.to_string(),
+            })??;
+    let ledger = Arc::new(ledger);
+    let validators = ledger.validator_set()?;
+    let mode = choose_mode(&config, &validators, key.as_ref())?;
+
+    let metrics = Arc::new(Metrics::new());
+    metrics
+        .height
+        .set(i64::try_from(ledger.height()?).unwrap_or(i64::MAX));
+
+    let addr = config.listen_addr().map_err(|message| NodeError::Config {
+        path: home.join(crate::config::CONFIG_FILE),
+        message,
+    })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| NodeError::Bind {
+            addr: addr.to_string(),
+            message: e.to_string(),
+        })?;
+    let local_addr = listener.local_addr().map_err(|e| NodeError::Bind {
+        addr: addr.to_string(),
+        message: e.to_string(),
+    })?;
+
+    let (stop, stop_rx) = watch::channel(false);
+    let timeout = Duration::from_millis(config.upstream_timeout_ms);
+    let (forward, sync, worker) = match (mode, key) {
+        (Mode::Sealer, Some(key)) => {
+            let sealer = Sealer::new(
+                ledger.clone(),
+                key,
+                options.clock.clone(),
+                metrics.clone(),
+                config.block_interval_ms,
+                config.empty_block_interval_ms,
+            )?;
+            (None, None, tokio::spawn(sealer.run(stop_rx.clone())))
+        }
+        _ => {
+            let follower = Follower::new(
+                ledger.clone(),
+                &config.upstream,
+                timeout,
+                Duration::from_millis(config.follow_interval_ms),
+                metrics.clone(),
+            );
+            let sync = follower.sync_handle();
+            let forward = Forwarder::new(&config.upstream, timeout);
+            (
+                Some(forward),
+                Some(sync),
+                tokio::spawn(follower.run(stop_rx.clone())),
+            )
+        }
+    };
+
+    let app = api::router(ApiContext {
+        ledger: ledger.clone(),
+        metrics: metrics.clone(),
+        name: config.name.clone(),
+        role: config.role,
+        mode,
+        forward,
+        sync,
+        max_request_bytes: config.max_request_bytes,
+    });
+    let mut server_stop = stop_rx;
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                // Stop when told to, or when the sender is dropped.
+                let _ = server_stop.wait_for(|stop| *stop).await;
+            })
+            .await
+            .map_err(|e| NodeError::Serve(e.to_string()))
+    });
+    tracing::info!(
+        name = %config.name,
+        role = %config.role,
+        mode = ?mode,
+        api = %local_addr,
+        chain = %ledger.chain_id(),
+        "node started"
+    );
+    Ok(RunningNode {
+        addr: local_addr,
+        ledger,
+        mode,
+        metrics,
+        stop,
+        server,
+        worker,
+    })
+}
+
+/// Runs the node in `home` until `shutdown` completes (the binary passes Ctrl-C), then stops
+/// it gracefully. Returns early with the error if the API server fails.
+pub async fn run_node(home: &Path, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    let mut node = start_node(home, NodeOptions::default()).await?;
+    tokio::select! {
+        () = shutdown => {
+            tracing::info!("shutting down");
+            node.shutdown().await
+        }
+        r = &mut node.server => {
+            let _ = node.stop.send(true);
+            let _ = (&mut node.worker).await;
+            r.map_err(|e| NodeError::Task { task: "api", message: e.to_string() })?
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trustedge_types::{Address, Validator};
+
+    fn set(keys: &[&Keypair]) -> ValidatorSet {
+        ValidatorSet::new(
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| Validator {
+                    name: format!("v{i}"),
+                    address: Address::of_member(&k.public()),
+                    public_key: k.public(),
+                    power: 1,
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn config(role: Role, upstream: &[&str]) -> NodeConfig {
+        let mut c = NodeConfig::new("n", role, "127.0.0.1:0", "http://127.0.0.1:1");
+        c.key_path = Some("key.json".into());
+        c.upstream = upstream.iter().map(|s| s.to_string()).collect();
+        c
+    }
+
+    #[test]
+    fn mode_follows_the_rules() {
+        let a = Keypair::from_seed([1; 32]);
+        let b = Keypair::from_seed([2; 32]);
+        let up = ["http://127.0.0.1:2"];
+        let one = set(&[&a]);
+        let two = set(&[&a, &b]);
+        let v = config(Role::Validator, &[]);
+        assert_eq!(choose_mode(&v, &one, Some(&a)).unwrap(), Mode::Sealer);
+        let e = choose_mode(&v, &two, Some(&a)).unwrap_err().to_string();
+        assert!(
+            e.contains("multi-validator networks need the consensus engine"),
+            "{e}"
+        );
+        assert!(choose_mode(&v, &one, Some(&b)).is_err());
+        let vu = config(Role::Validator, &up);
+        assert_eq!(choose_mode(&vu, &two, Some(&a)).unwrap(), Mode::Follower);
+        assert_eq!(choose_mode(&vu, &one, Some(&b)).unwrap(), Mode::Follower);
+        assert_eq!(
+            choose_mode(&config(Role::Edge, &up), &one, None).unwrap(),
+            Mode::Follower
+        );
+        assert!(choose_mode(&config(Role::Cloud, &[]), &one, None).is_err());
+    }
+}
