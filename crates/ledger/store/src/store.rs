@@ -1,6 +1,7 @@
 //! The store: opening, genesis, preparing and committing blocks, and reads.
 
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use jmt::KeyHash;
@@ -18,7 +19,7 @@ use crate::tables::{
     JMT_VALUES, META, SCHEMA_VERSION, STATE, TX_INDEX, TX_RESULTS, decode_tx_pos, decode_u64,
     encode_versioned, meta, node_key, tx_pos, value_key,
 };
-use crate::tree::{Hasher, Tree, TreeTables, guarded};
+use crate::tree::{Hasher, Tree, TreeTables, guarded, panic_message};
 use crate::{Snapshot, StateProof, StoreError};
 
 /// Most headers one [`Store::headers`] call returns.
@@ -29,6 +30,8 @@ pub const CACHE_SIZE_BYTES: usize = 256 * 1024 * 1024;
 /// Largest stored record (block, certificate, result) decoded. Records are written by this
 /// crate; the limit only stops a damaged length prefix from asking for absurd allocations.
 const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
+/// `StoreError::Corrupt::what` when redb panicked while opening the file.
+const OPEN_PANICKED: &str = "database file (redb panicked while opening it)";
 /// Largest chain id (the transaction rule).
 const MAX_CHAIN_ID_BYTES: usize = trustedge_types::tx::MAX_CHAIN_ID_BYTES;
 
@@ -168,17 +171,55 @@ impl Store {
     /// After an unclean shutdown redb recovers the last committed transaction here. If the
     /// store holds blocks, the latest block's `state_root` is checked against the tree's root
     /// at that height before the store is handed out.
+    ///
+    /// redb trusts a file it did not see damaged and may panic on one that was altered
+    /// outside it. If opening panics, the open is retried once with redb's full integrity
+    /// check, which verifies every page's checksum and reports damage as an error (or, if
+    /// only redb's allocator state was damaged, rebuilds it and opens).
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_SIZE_BYTES)
-            .create(path)?;
-        let store = Store {
-            db,
-            path: path.to_path_buf(),
-        };
-        store.create_tables()?;
-        store.check_head()?;
-        Ok(store)
+        match Store::open_guarded(path, false) {
+            Err(StoreError::Corrupt {
+                what: OPEN_PANICKED,
+                reason,
+            }) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    %reason,
+                    "opening the store panicked; retrying with a full integrity check"
+                );
+                Store::open_guarded(path, true)
+            }
+            other => other,
+        }
+    }
+
+    /// Like [`Store::open`], but runs redb's full integrity check first (reads the whole
+    /// file). For use after a disk or file-system incident.
+    pub fn open_checked(path: &Path) -> Result<Store, StoreError> {
+        Store::open_guarded(path, true)
+    }
+
+    fn open_guarded(path: &Path, check_integrity: bool) -> Result<Store, StoreError> {
+        // Nothing survives a caught panic: the half-opened database is dropped with it.
+        catch_unwind(AssertUnwindSafe(|| {
+            let db = redb::Builder::new()
+                .set_cache_size(CACHE_SIZE_BYTES)
+                .set_check_integrity_on_open(check_integrity)
+                .create(path)?;
+            let store = Store {
+                db,
+                path: path.to_path_buf(),
+            };
+            store.create_tables()?;
+            store.check_head()?;
+            Ok(store)
+        }))
+        .unwrap_or_else(|payload| {
+            Err(StoreError::Corrupt {
+                what: OPEN_PANICKED,
+                reason: panic_message(payload.as_ref()),
+            })
+        })
     }
 
     /// The file this store lives in.
@@ -679,6 +720,46 @@ mod tests {
             }
         }
         assert_eq!(writes_digest(&a), writes_digest(&a.clone()));
+    }
+
+    /// `TreeReader::get_value_option` contract: the newest value at or below the version, and
+    /// `None` where the newest entry is a deletion. (Proofs never read a deleted value, so
+    /// only this test sees tombstones.)
+    #[test]
+    fn versioned_values_follow_history() {
+        use jmt::storage::TreeReader;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        store.init_genesis("c", b"", &StateWrites::new()).unwrap();
+        let step = |v: Option<&[u8]>| {
+            let mut w = StateWrites::new();
+            w.insert(b"x".to_vec(), v.map(<[u8]>::to_vec));
+            let latest = store.latest_height().unwrap();
+            let p = store.prepare_state(latest, &w).unwrap();
+            let mut txn = store.begin_write().unwrap();
+            txn.set_quick_repair(false);
+            write_state(&txn, &w).unwrap();
+            write_tree(&txn, &p.batch).unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(meta::LATEST_HEIGHT, p.height.to_be_bytes().as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        };
+        step(Some(b"1"));
+        step(None);
+        step(Some(b""));
+        let txn = store.begin_read().unwrap();
+        let t = TreeTables::open(&txn).unwrap();
+        let kh = KeyHash::with::<Hasher>(b"x");
+        let got: Vec<Option<Vec<u8>>> = (0..=4)
+            .map(|v| t.get_value_option(v, kh).unwrap())
+            .collect();
+        assert_eq!(
+            got,
+            vec![None, Some(b"1".to_vec()), None, Some(vec![]), Some(vec![])]
+        );
+        assert!(t.get_rightmost_leaf().is_err());
     }
 
     #[test]

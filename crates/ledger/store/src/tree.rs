@@ -94,13 +94,18 @@ pub(crate) fn guarded<T>(
             Err(other) => StoreError::Tree(format!("{op}: {other:#}")),
         }),
         Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
+            let msg = panic_message(payload.as_ref());
             tracing::error!(op, %msg, "jmt panicked; returned as an error");
             Err(StoreError::Tree(format!("{op}: panicked: {msg}")))
         }
     }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }

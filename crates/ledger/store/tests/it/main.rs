@@ -13,6 +13,7 @@ mod common;
 
 mod chain;
 mod crash;
+mod damaged;
 mod determinism;
 mod events;
 mod proof_fuzz;
