@@ -188,6 +188,7 @@ impl SealedBatch {
             edge,
             &self.record_type,
             &self.merkle_root(),
+            self.count(),
             self.from_ms,
             self.to_ms,
         )

@@ -101,11 +101,15 @@ pub enum AnchorCall {
 /// Call kinds, as in the JSON form.
 pub const CALL_KINDS: &[&str] = &["anchor_batch"];
 
-/// The id of a batch: a tagged hash of the canonical (edge, record type, root, from, to).
+/// The id of a batch: a tagged hash of the canonical (edge, record type, root, count, from,
+/// to). The count is part of the id because an RFC 6962 proof for a leaf in the left, complete
+/// part of a tree also verifies for some smaller tree sizes: binding the count to the id makes
+/// an altered count detectable by [`verify_record_anchored`].
 pub fn anchor_id(
     edge: &Address,
     record_type: &str,
     merkle_root: &Hash,
+    count: u64,
     from_ms: u64,
     to_ms: u64,
 ) -> Hash {
@@ -115,6 +119,7 @@ pub fn anchor_id(
             edge,
             record_type,
             merkle_root,
+            count,
             from_ms,
             to_ms,
         ))],
@@ -130,13 +135,11 @@ pub fn record_leaf(record: &[u8]) -> Hash {
 ///
 /// The proof must be for a tree of exactly `anchor.count` leaves: a proof against a root is
 /// only meaningful for the tree size it was built for, and checking it pins the record to the
-/// batch the ledger describes. The anchor's identifying fields (edge, record type, root, time
-/// range) must hash to its id.
+/// batch the ledger describes. The anchor's identifying fields (edge, record type, root, count,
+/// time range) must hash to its id, so an altered count is detected.
 ///
-/// `anchor` must come from the ledger (with a state proof, if it crossed a trust boundary):
-/// its `count`, `height` and `tx_hash` are not part of the id, and an RFC 6962 proof of a leaf
-/// in the left, complete part of a tree also verifies for some smaller tree sizes, so a
-/// `count` altered after reading is not detectable here.
+/// `anchor` should come from the ledger (with a state proof, if it crossed a trust boundary):
+/// its `height` and `tx_hash` are not part of the id.
 pub fn verify_record_anchored(
     record: &[u8],
     proof: &MerkleProof,
@@ -152,6 +155,7 @@ pub fn verify_record_anchored(
         &anchor.edge,
         &anchor.record_type,
         &anchor.merkle_root,
+        anchor.count,
         anchor.from_ms,
         anchor.to_ms,
     );
@@ -285,7 +289,7 @@ fn anchor_batch(
             )));
         }
     }
-    let id = anchor_id(&edge, &record_type, &merkle_root, from_ms, to_ms);
+    let id = anchor_id(&edge, &record_type, &merkle_root, count, from_ms, to_ms);
     let rec = AnchorRecord {
         id,
         edge,

@@ -225,6 +225,35 @@ fn anchored_records_verify_and_tampering_is_caught() {
         verify_record_anchored(&recs[4], &proof, &forged),
         Err(AnchorError::IdMismatch)
     );
+    // a count altered after reading, with the proof's tree size altered to match: some such
+    // proofs still verify against the root (the path does not pin the size), so the id must
+    // cover the count
+    let tree = tree_of(&recs);
+    let mut still_verifying = 0;
+    for i in 0..13u64 {
+        for size in 1..=20u64 {
+            if size == 13 {
+                continue;
+            }
+            let mut p = tree.proof(i).unwrap();
+            p.tree_size = size;
+            let leaf = trustedge_contracts::record_leaf(&recs[i as usize]);
+            if p.verify(&leaf.0, &a.merkle_root).is_ok() {
+                still_verifying += 1;
+                let mut forged = a.clone();
+                forged.count = size;
+                assert_eq!(
+                    verify_record_anchored(&recs[i as usize], &p, &forged),
+                    Err(AnchorError::IdMismatch),
+                    "leaf {i} with count {size}"
+                );
+            }
+        }
+    }
+    assert!(
+        still_verifying > 0,
+        "no size-ambiguous proof found: the case this guards is untested"
+    );
 }
 
 #[test]
