@@ -31,16 +31,24 @@ fn genesis(validator: &Keypair, admin: &Keypair) -> Genesis {
                 id: "health-authority-1".into(),
                 name: "HA".into(),
                 kind: OrgKind::HealthAuthority,
-                members: vec![],
+                members: vec![GenesisMember {
+                    public_key: Keypair::from_seed([3; 32]).public(),
+                    role: Role::Admin,
+                }],
             },
             GenesisOrg {
                 id: "hospital-1".into(),
                 name: "Hospital".into(),
                 kind: OrgKind::Hospital,
-                members: vec![GenesisMember { public_key: admin.public(), role: Role::Admin }],
+                members: vec![GenesisMember {
+                    public_key: admin.public(),
+                    role: Role::Admin,
+                }],
             },
         ],
-        policy: GovernancePolicy { admission_approvals: 1 },
+        policy: GovernancePolicy {
+            admission_approvals: 1,
+        },
     }
 }
 
@@ -88,7 +96,9 @@ fn bench(c: &mut Criterion) {
         b.iter(|| items[0].0.verify(items[0].1, &items[0].2).unwrap())
     });
     g.throughput(Throughput::Elements(BLOCK_TXS as u64));
-    g.bench_function("batch_all_cores_1000", |b| b.iter(|| verify_parallel(&items)));
+    g.bench_function("batch_all_cores_1000", |b| {
+        b.iter(|| verify_parallel(&items))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("ledger");
@@ -97,16 +107,24 @@ fn bench(c: &mut Criterion) {
     let proposer = Address::of_member(&validator.public());
     let fresh = || {
         let dir = tempfile::tempdir().unwrap();
-        let l = Ledger::open(&dir.path().join("l.redb"), genesis(&validator, &admin), LedgerConfig::default())
-            .unwrap();
+        let l = Ledger::open(
+            &dir.path().join("l.redb"),
+            genesis(&validator, &admin),
+            LedgerConfig::default(),
+        )
+        .unwrap();
         (dir, l)
     };
     g.bench_function("submit_1000 (verify + admit)", |b| {
-        b.iter_batched(fresh, |(_d, l)| {
-            for r in l.submit_batch(txs.clone()) {
-                r.unwrap();
-            }
-        }, BatchSize::PerIteration)
+        b.iter_batched(
+            fresh,
+            |(_d, l)| {
+                for r in l.submit_batch(txs.clone()) {
+                    r.unwrap();
+                }
+            },
+            BatchSize::PerIteration,
+        )
     });
     g.bench_function("propose_1000 (execute + state root)", |b| {
         b.iter_batched(

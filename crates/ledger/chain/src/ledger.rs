@@ -198,12 +198,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Ledger {
     /// Opens the ledger in `db_path`, writing genesis if the store is new and refusing a store
     /// that was initialised with a different genesis.
-    pub fn open(db_path: &Path, genesis: Genesis, config: LedgerConfig) -> Result<Ledger, LedgerError> {
-        genesis.validate().map_err(|e| LedgerError::Genesis(e.to_string()))?;
+    pub fn open(
+        db_path: &Path,
+        genesis: Genesis,
+        config: LedgerConfig,
+    ) -> Result<Ledger, LedgerError> {
+        genesis
+            .validate()
+            .map_err(|e| LedgerError::Genesis(e.to_string()))?;
         let doc = codec::encode(&genesis);
         let store = Store::open(db_path)?;
         if !store.is_initialised()? {
-            let writes = genesis.state_writes().map_err(|e| LedgerError::Genesis(e.to_string()))?;
+            let writes = genesis
+                .state_writes()
+                .map_err(|e| LedgerError::Genesis(e.to_string()))?;
             store.init_genesis(&genesis.chain_id, &doc, &writes)?;
         } else if store.genesis_doc()?.as_deref() != Some(doc.as_slice()) {
             return Err(LedgerError::GenesisMismatch {
@@ -272,13 +280,19 @@ impl Ledger {
     /// Status of the chain.
     pub fn status(&self) -> Result<Status, LedgerError> {
         let height = self.store.latest_height()?;
-        let header = if height == 0 { None } else { self.store.header(height)? };
+        let header = if height == 0 {
+            None
+        } else {
+            self.store.header(height)?
+        };
         Ok(Status {
             chain_id: self.genesis.chain_id.clone(),
             height,
             block_hash: header.as_ref().map(|h| h.hash()).unwrap_or(Hash::ZERO),
             state_root: self.store.state_root(height)?,
-            time_ms: header.map(|h| h.time_ms).unwrap_or(self.genesis.genesis_time_ms),
+            time_ms: header
+                .map(|h| h.time_ms)
+                .unwrap_or(self.genesis.genesis_time_ms),
             mempool_txs: lock(&self.mempool).len(),
             genesis_hash: self.genesis_hash,
         })
@@ -295,9 +309,11 @@ impl Ledger {
 
     /// Admits one transaction into the mempool. Returns its id.
     pub fn submit(&self, tx: SignedTx) -> Result<Hash, SubmitError> {
-        self.submit_batch(vec![tx]).pop().unwrap_or(Err(SubmitError::State(StateError(
-            "empty batch result".into(),
-        ))))
+        self.submit_batch(vec![tx])
+            .pop()
+            .unwrap_or(Err(SubmitError::State(StateError(
+                "empty batch result".into(),
+            ))))
     }
 
     /// Admits many transactions, verifying their signatures in one parallel batch.
@@ -309,7 +325,10 @@ impl Ledger {
             Ok(s) => s,
             Err(e) => {
                 let msg = e.to_string();
-                return txs.iter().map(|_| Err(SubmitError::State(StateError(msg.clone())))).collect();
+                return txs
+                    .iter()
+                    .map(|_| Err(SubmitError::State(StateError(msg.clone()))))
+                    .collect();
             }
         };
         let next_height = snap.height() + 1;
@@ -357,7 +376,9 @@ impl Ledger {
         let validators = genesis::validator_set(&snap)?
             .ok_or_else(|| BlockError::Invalid("no validator set in state".into()))?;
 
-        let mut builder = self.runtime.begin_block(&snap, BlockEnv { height, time_ms });
+        let mut builder = self
+            .runtime
+            .begin_block(&snap, BlockEnv { height, time_ms });
         let mut txs = Vec::with_capacity(candidates.len());
         let mut tx_ids = Vec::with_capacity(candidates.len());
         let mut dropped = Vec::new();
@@ -394,7 +415,12 @@ impl Ledger {
         let block = Block { header, txs };
         self.remember(
             block.hash(),
-            Executed { tx_ids, results: exec.results, writes: exec.writes, prepared },
+            Executed {
+                tx_ids,
+                results: exec.results,
+                writes: exec.writes,
+                prepared,
+            },
         );
         Ok(block)
     }
@@ -437,20 +463,32 @@ impl Ledger {
         let snap = self.store.snapshot()?;
         let parent_height = snap.height();
         if h.chain_id != self.genesis.chain_id {
-            return inv(format!("chain id {:?} is not {:?}", h.chain_id, self.genesis.chain_id));
+            return inv(format!(
+                "chain id {:?} is not {:?}",
+                h.chain_id, self.genesis.chain_id
+            ));
         }
         if h.height != parent_height + 1 {
-            return inv(format!("height {} does not follow {parent_height}", h.height));
+            return inv(format!(
+                "height {} does not follow {parent_height}",
+                h.height
+            ));
         }
         let (prev_hash, parent_time) = self.parent_of(parent_height)?;
         if h.prev_hash != prev_hash {
             return inv("prev_hash is not the hash of the latest block".into());
         }
         if h.time_ms <= parent_time {
-            return inv(format!("time {} is not after the parent's {parent_time}", h.time_ms));
+            return inv(format!(
+                "time {} is not after the parent's {parent_time}",
+                h.time_ms
+            ));
         }
         if block.txs.len() > MAX_BLOCK_TXS {
-            return inv(format!("{} transactions exceed {MAX_BLOCK_TXS}", block.txs.len()));
+            return inv(format!(
+                "{} transactions exceed {MAX_BLOCK_TXS}",
+                block.txs.len()
+            ));
         }
         let validators = genesis::validator_set(&snap)?
             .ok_or_else(|| BlockError::Invalid("no validator set in state".into()))?;
@@ -466,8 +504,13 @@ impl Ledger {
         }
         let refs: Vec<&SignedTx> = block.txs.iter().collect();
         let sig_ok = self.sigs.verify(&refs, &tx_ids);
-        let mut builder =
-            self.runtime.begin_block(&snap, BlockEnv { height: h.height, time_ms: h.time_ms });
+        let mut builder = self.runtime.begin_block(
+            &snap,
+            BlockEnv {
+                height: h.height,
+                time_ms: h.time_ms,
+            },
+        );
         for ((tx, id), ok) in block.txs.iter().zip(&tx_ids).zip(sig_ok) {
             builder.apply(tx, *id, ok)?;
         }
@@ -483,12 +526,21 @@ impl Ledger {
                 h.state_root, prepared.root
             ));
         }
-        Ok(Executed { tx_ids, results: exec.results, writes: exec.writes, prepared })
+        Ok(Executed {
+            tx_ids,
+            results: exec.results,
+            writes: exec.writes,
+            prepared,
+        })
     }
 
     /// Commits a decided block with its certificate. Executes it first unless it was
     /// proposed or validated here. One atomic store transaction.
-    pub fn commit_block(&self, block: &Block, cert: &CommitCertificate) -> Result<CommitInfo, BlockError> {
+    pub fn commit_block(
+        &self,
+        block: &Block,
+        cert: &CommitCertificate,
+    ) -> Result<CommitInfo, BlockError> {
         let hash = block.hash();
         let validators = self
             .validator_set()
@@ -523,8 +575,20 @@ impl Ledger {
             }
             m.evict(block.header.height + 1, |k| last_nonce.get(k).copied())
         };
-        tracing::debug!(height = block.header.height, txs = block.txs.len(), failed, evicted, "committed");
-        Ok(CommitInfo { height: block.header.height, hash, txs: block.txs.len(), failed, evicted })
+        tracing::debug!(
+            height = block.header.height,
+            txs = block.txs.len(),
+            failed,
+            evicted,
+            "committed"
+        );
+        Ok(CommitInfo {
+            height: block.header.height,
+            hash,
+            txs: block.txs.len(),
+            failed,
+            evicted,
+        })
     }
 
     /// Signs a certificate for `block` as the only signer (a single-validator chain).
@@ -568,11 +632,9 @@ impl Ledger {
             .block(height)?
             .ok_or_else(|| LedgerError::NotFound(format!("block {height}")))?;
         let i = index as usize;
-        let tx = block
-            .txs
-            .get(i)
-            .cloned()
-            .ok_or_else(|| LedgerError::NotFound(format!("transaction {index} of block {height}")))?;
+        let tx = block.txs.get(i).cloned().ok_or_else(|| {
+            LedgerError::NotFound(format!("transaction {index} of block {height}"))
+        })?;
         let ids = block.txs.iter().map(|t| t.hash().0);
         let tx_proof = MerkleTree::from_leaves(ids)
             .proof(u64::from(index))
@@ -580,9 +642,9 @@ impl Ledger {
         let mut results = Vec::with_capacity(block.txs.len());
         for j in 0..block.txs.len() as u32 {
             results.push(
-                self.store
-                    .tx_result(height, j)?
-                    .ok_or_else(|| LedgerError::NotFound(format!("result {j} of block {height}")))?,
+                self.store.tx_result(height, j)?.ok_or_else(|| {
+                    LedgerError::NotFound(format!("result {j} of block {height}"))
+                })?,
             );
         }
         let result_proof = MerkleTree::from_leaves(results.iter().map(|r| r.leaf().0))
@@ -600,17 +662,31 @@ impl Ledger {
     }
 
     /// A raw state value with its proof, at `height` (latest if `None`).
-    pub fn state_proof(&self, key: &[u8], height: Option<Height>) -> Result<StateValueProof, LedgerError> {
+    pub fn state_proof(
+        &self,
+        key: &[u8],
+        height: Option<Height>,
+    ) -> Result<StateValueProof, LedgerError> {
         let latest = self.store.latest_height()?;
         let height = height.unwrap_or(latest);
         if height > latest {
-            return Err(LedgerError::NotFound(format!("height {height} (latest is {latest})")));
+            return Err(LedgerError::NotFound(format!(
+                "height {height} (latest is {latest})"
+            )));
         }
         let (value, proof) = self.store.get_with_proof(key, height)?;
-        let header = if height == 0 { None } else { self.store.header(height)? };
+        let header = if height == 0 {
+            None
+        } else {
+            self.store.header(height)?
+        };
         Ok(StateValueProof {
             height,
-            certificate: if height == 0 { None } else { self.store.certificate(height)? },
+            certificate: if height == 0 {
+                None
+            } else {
+                self.store.certificate(height)?
+            },
             header,
             state_root: self.store.state_root(height)?,
             key: key.to_vec(),

@@ -20,7 +20,9 @@ pub mod mempool;
 pub mod proofs;
 pub mod verify;
 
-pub use ledger::{BlockError, CommitInfo, Ledger, LedgerConfig, LedgerError, Status, SubmitError, TxStatus};
+pub use ledger::{
+    BlockError, CommitInfo, Ledger, LedgerConfig, LedgerError, Status, SubmitError, TxStatus,
+};
 pub use mempool::{Mempool, MempoolConfig, MempoolError};
 pub use proofs::{Proof, ProofError, StateValueProof, TxInclusionProof};
 pub use verify::SigCache;

@@ -20,7 +20,10 @@ pub struct MempoolConfig {
 
 impl Default for MempoolConfig {
     fn default() -> Self {
-        MempoolConfig { max_txs: 200_000, max_bytes: 256 * 1024 * 1024 }
+        MempoolConfig {
+            max_txs: 200_000,
+            max_bytes: 256 * 1024 * 1024,
+        }
     }
 }
 
@@ -89,19 +92,35 @@ impl Mempool {
     }
 
     /// Adds an admitted transaction.
-    pub fn insert(&mut self, id: Hash, tx: SignedTx, size_bytes: usize) -> Result<(), MempoolError> {
+    pub fn insert(
+        &mut self,
+        id: Hash,
+        tx: SignedTx,
+        size_bytes: usize,
+    ) -> Result<(), MempoolError> {
         if self.by_id.contains_key(&id) {
             return Err(MempoolError::Duplicate(id));
         }
-        if self.by_id.len() >= self.config.max_txs || self.bytes + size_bytes > self.config.max_bytes
+        if self.by_id.len() >= self.config.max_txs
+            || self.bytes + size_bytes > self.config.max_bytes
         {
-            return Err(MempoolError::Full { txs: self.by_id.len(), bytes: self.bytes });
+            return Err(MempoolError::Full {
+                txs: self.by_id.len(),
+                bytes: self.bytes,
+            });
         }
         let seq = self.next_seq;
         self.next_seq += 1;
         self.arrivals.insert(seq, id);
         self.bytes += size_bytes;
-        self.by_id.insert(id, Entry { tx, size_bytes, seq });
+        self.by_id.insert(
+            id,
+            Entry {
+                tx,
+                size_bytes,
+                seq,
+            },
+        );
         Ok(())
     }
 
@@ -123,7 +142,9 @@ impl Mempool {
             if picked.len() >= max_txs {
                 break;
             }
-            let Some(e) = self.by_id.get(id) else { continue };
+            let Some(e) = self.by_id.get(id) else {
+                continue;
+            };
             if bytes + e.size_bytes > max_bytes {
                 break;
             }
@@ -136,9 +157,15 @@ impl Mempool {
             first_seen.entry(e.tx.body.signer).or_insert(*seq);
         }
         picked.sort_by_key(|(seq, e, _)| {
-            (first_seen.get(&e.tx.body.signer).copied().unwrap_or(*seq), e.tx.body.nonce)
+            (
+                first_seen.get(&e.tx.body.signer).copied().unwrap_or(*seq),
+                e.tx.body.nonce,
+            )
         });
-        picked.into_iter().map(|(_, e, id)| (id, e.tx.clone())).collect()
+        picked
+            .into_iter()
+            .map(|(_, e, id)| (id, e.tx.clone()))
+            .collect()
     }
 
     /// Drops transactions that can no longer be included: expired before `next_height`, or
@@ -176,28 +203,46 @@ mod tests {
             signer: k.public(),
             nonce,
             expiry_height: expiry,
-            payload: Payload { module: "orgs".into(), call: vec![] },
+            payload: Payload {
+                module: "orgs".into(),
+                call: vec![],
+            },
         }
         .sign(&k)
     }
 
     #[test]
     fn bounded_dedup_and_full() {
-        let mut m = Mempool::new(MempoolConfig { max_txs: 2, max_bytes: 1 << 20 });
+        let mut m = Mempool::new(MempoolConfig {
+            max_txs: 2,
+            max_bytes: 1 << 20,
+        });
         let a = tx(1, 1, 9);
         m.insert(a.hash(), a.clone(), 100).unwrap();
-        assert_eq!(m.insert(a.hash(), a.clone(), 100), Err(MempoolError::Duplicate(a.hash())));
+        assert_eq!(
+            m.insert(a.hash(), a.clone(), 100),
+            Err(MempoolError::Duplicate(a.hash()))
+        );
         let b = tx(1, 2, 9);
         m.insert(b.hash(), b, 100).unwrap();
         let c = tx(1, 3, 9);
-        assert!(matches!(m.insert(c.hash(), c, 100), Err(MempoolError::Full { .. })));
+        assert!(matches!(
+            m.insert(c.hash(), c, 100),
+            Err(MempoolError::Full { .. })
+        ));
         assert_eq!(m.len(), 2);
         assert_eq!(m.size_bytes(), 200);
-        let mut m = Mempool::new(MempoolConfig { max_txs: 10, max_bytes: 150 });
+        let mut m = Mempool::new(MempoolConfig {
+            max_txs: 10,
+            max_bytes: 150,
+        });
         let a = tx(2, 1, 9);
         m.insert(a.hash(), a, 100).unwrap();
         let b = tx(2, 2, 9);
-        assert!(matches!(m.insert(b.hash(), b, 100), Err(MempoolError::Full { .. })));
+        assert!(matches!(
+            m.insert(b.hash(), b, 100),
+            Err(MempoolError::Full { .. })
+        ));
     }
 
     #[test]
@@ -209,7 +254,16 @@ mod tests {
         let order: Vec<(u8, u64)> = m
             .candidates(10, usize::MAX)
             .iter()
-            .map(|(_, t)| (if t.body.signer == Keypair::from_seed([1; 32]).public() { 1 } else { 2 }, t.body.nonce))
+            .map(|(_, t)| {
+                (
+                    if t.body.signer == Keypair::from_seed([1; 32]).public() {
+                        1
+                    } else {
+                        2
+                    },
+                    t.body.nonce,
+                )
+            })
             .collect();
         assert_eq!(order, vec![(1, 1), (1, 2), (1, 3), (2, 1)]);
         assert_eq!(m.candidates(2, usize::MAX).len(), 2);

@@ -94,7 +94,9 @@ impl StateValueProof {
     pub fn verify(&self, validators: Option<&ValidatorSet>) -> Result<(), ProofError> {
         if let Some(h) = &self.header {
             if h.state_root != self.state_root || h.height != self.height {
-                return Err(ProofError("state root or height does not match the header".into()));
+                return Err(ProofError(
+                    "state root or height does not match the header".into(),
+                ));
             }
             verify_finality(h, self.certificate.as_ref(), validators)?;
         } else if validators.is_some() && self.height != 0 {
@@ -138,6 +140,7 @@ mod opt_hex {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
         let o = Option::<String>::deserialize(d)?;
-        o.map(|s| hex::decode(s).map_err(serde::de::Error::custom)).transpose()
+        o.map(|s| hex::decode(s).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }

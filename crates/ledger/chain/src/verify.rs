@@ -29,7 +29,10 @@ impl SigCache {
     /// A cache holding at most `capacity` ids.
     pub fn new(capacity: usize) -> SigCache {
         SigCache {
-            inner: Mutex::new(CacheInner { set: HashSet::new(), order: VecDeque::new() }),
+            inner: Mutex::new(CacheInner {
+                set: HashSet::new(),
+                order: VecDeque::new(),
+            }),
             capacity: capacity.max(1),
         }
     }
@@ -96,23 +99,36 @@ impl SigCache {
         for (k, &i) in todo.iter().enumerate() {
             ok[i] = flags[k];
         }
-        self.insert_all(todo.iter().zip(&flags).filter(|(_, f)| **f).map(|(&i, _)| ids[i]));
+        self.insert_all(
+            todo.iter()
+                .zip(&flags)
+                .filter(|(_, f)| **f)
+                .map(|(&i, _)| ids[i]),
+        );
         ok
     }
 }
 
 /// Batch-verifies on all cores: one batch per thread.
 pub fn verify_parallel(
-    items: &[(trustedge_types::PublicKey, &[u8], trustedge_types::Signature)],
+    items: &[(
+        trustedge_types::PublicKey,
+        &[u8],
+        trustedge_types::Signature,
+    )],
 ) -> Vec<bool> {
-    let threads = thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let per = items.len().div_ceil(threads).max(MIN_PER_THREAD);
     if items.len() <= per {
         return verify_many(items);
     }
     thread::scope(|s| {
-        let handles: Vec<_> =
-            items.chunks(per).map(|chunk| s.spawn(move || verify_many(chunk))).collect();
+        let handles: Vec<_> = items
+            .chunks(per)
+            .map(|chunk| s.spawn(move || verify_many(chunk)))
+            .collect();
         handles
             .into_iter()
             .flat_map(|h| {
@@ -140,7 +156,10 @@ mod tests {
             signer: k.public(),
             nonce,
             expiry_height: 10,
-            payload: Payload { module: "orgs".into(), call: vec![] },
+            payload: Payload {
+                module: "orgs".into(),
+                call: vec![],
+            },
         }
         .sign(&k)
     }

@@ -8,16 +8,30 @@ fn proposal_validates_and_commits_identically_on_a_second_store() {
     let k = keys();
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, b) = (open(d1.path(), &k), open(d2.path(), &k));
-    assert_eq!(a.status().unwrap().state_root, b.status().unwrap().state_root);
+    assert_eq!(
+        a.status().unwrap().state_root,
+        b.status().unwrap().state_root
+    );
 
     for round in 0..3u64 {
         let txs: Vec<_> = (0..20u64)
-            .map(|i| register_device(&k.hospital_admin, round * 20 + i + 1, (round * 20 + i + 10) as u8))
+            .map(|i| {
+                register_device(
+                    &k.hospital_admin,
+                    round * 20 + i + 1,
+                    (round * 20 + i + 10) as u8,
+                )
+            })
             .collect();
         for r in a.submit_batch(txs) {
             r.unwrap();
         }
-        let block = a.propose_block(1_700_000_001_000 + round, Address::of_member(&k.validator.public())).unwrap();
+        let block = a
+            .propose_block(
+                1_700_000_001_000 + round,
+                Address::of_member(&k.validator.public()),
+            )
+            .unwrap();
         assert_eq!(block.txs.len(), 20);
         b.validate_block(&block).unwrap();
         let cert = a.solo_certificate(&block, &k.validator);
@@ -26,7 +40,10 @@ fn proposal_validates_and_commits_identically_on_a_second_store() {
         assert_eq!(ia, ib);
         let (sa, sb) = (a.status().unwrap(), b.status().unwrap());
         assert_eq!(sa.height, round + 1);
-        assert_eq!((sa.block_hash, sa.state_root), (sb.block_hash, sb.state_root));
+        assert_eq!(
+            (sa.block_hash, sa.state_root),
+            (sb.block_hash, sb.state_root)
+        );
         assert_eq!(sa.state_root, block.header.state_root);
     }
     assert_eq!(a.mempool_size().0, 0);
@@ -59,20 +76,32 @@ fn a_failed_transaction_is_recorded_and_changes_only_the_nonce() {
     assert!(q.is_err(), "device should not exist: {q:?}");
 }
 
-fn proposal_and_peer() -> (tempfile::TempDir, tempfile::TempDir, Keys, trustedge_chain::Ledger, trustedge_chain::Ledger, trustedge_types::Block) {
+fn proposal_and_peer() -> (
+    tempfile::TempDir,
+    tempfile::TempDir,
+    Keys,
+    trustedge_chain::Ledger,
+    trustedge_chain::Ledger,
+    trustedge_types::Block,
+) {
     let k = keys();
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, b) = (open(d1.path(), &k), open(d2.path(), &k));
     for i in 1..=3u64 {
-        a.submit(register_device(&k.hospital_admin, i, 60 + i as u8)).unwrap();
+        a.submit(register_device(&k.hospital_admin, i, 60 + i as u8))
+            .unwrap();
     }
-    let block = a.propose_block(1_700_000_001_000, Address::of_member(&k.validator.public())).unwrap();
+    let block = a
+        .propose_block(1_700_000_001_000, Address::of_member(&k.validator.public()))
+        .unwrap();
     (d1, d2, k, a, b, block)
 }
 
 fn assert_invalid(b: &trustedge_chain::Ledger, block: &trustedge_types::Block, what: &str) {
     match b.validate_block(block) {
-        Err(BlockError::Invalid(msg)) => assert!(msg.contains(what), "expected {what:?} in {msg:?}"),
+        Err(BlockError::Invalid(msg)) => {
+            assert!(msg.contains(what), "expected {what:?} in {msg:?}")
+        }
         other => panic!("expected invalid block ({what}), got {other:?}"),
     }
 }
@@ -138,11 +167,17 @@ fn commit_requires_a_certificate_from_the_validator_set() {
     let (_d1, _d2, k, a, b, block) = proposal_and_peer();
     let outsider = Keypair::from_seed([66; 32]);
     let forged = a.solo_certificate(&block, &outsider);
-    assert!(matches!(b.commit_block(&block, &forged), Err(BlockError::BadCertificate(_))));
+    assert!(matches!(
+        b.commit_block(&block, &forged),
+        Err(BlockError::BadCertificate(_))
+    ));
     let mut other = block.clone();
     other.header.time_ms += 1;
     let wrong_block = a.solo_certificate(&other, &k.validator);
-    assert!(matches!(b.commit_block(&block, &wrong_block), Err(BlockError::BadCertificate(_))));
+    assert!(matches!(
+        b.commit_block(&block, &wrong_block),
+        Err(BlockError::BadCertificate(_))
+    ));
     assert_eq!(b.height().unwrap(), 0);
     let good = a.solo_certificate(&block, &k.validator);
     b.commit_block(&block, &good).unwrap();
@@ -156,7 +191,8 @@ fn reopening_continues_from_the_last_block_and_refuses_another_genesis() {
     let (hash, root) = {
         let l = open(d.path(), &k);
         for i in 1..=2u64 {
-            l.submit(register_device(&k.hospital_admin, i, 80 + i as u8)).unwrap();
+            l.submit(register_device(&k.hospital_admin, i, 80 + i as u8))
+                .unwrap();
             seal(&l, &k, 1_700_000_001_000 + i);
         }
         let s = l.status().unwrap();
@@ -173,7 +209,14 @@ fn reopening_continues_from_the_last_block_and_refuses_another_genesis() {
     let mut g = genesis(&k);
     g.genesis_time_ms += 1;
     let err = trustedge_chain::Ledger::open(&d.path().join("ledger.redb"), g, Default::default());
-    assert!(matches!(err, Err(trustedge_chain::LedgerError::GenesisMismatch { .. })), "{:?}", err.err());
+    assert!(
+        matches!(
+            err,
+            Err(trustedge_chain::LedgerError::GenesisMismatch { .. })
+        ),
+        "{:?}",
+        err.err()
+    );
 }
 
 #[test]
@@ -187,5 +230,8 @@ fn mempool_drops_transactions_whose_nonce_another_block_used() {
     let info = b.commit_block(&block, &cert).unwrap();
     assert_eq!(info.evicted, 1);
     assert_eq!(b.mempool_size().0, 0);
-    assert!(matches!(b.tx_status(&rival.hash()).unwrap(), trustedge_chain::TxStatus::Unknown));
+    assert!(matches!(
+        b.tx_status(&rival.hash()).unwrap(),
+        trustedge_chain::TxStatus::Unknown
+    ));
 }

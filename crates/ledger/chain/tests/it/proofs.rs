@@ -10,13 +10,18 @@ fn inclusion_and_state_proofs_verify_offline_and_tampering_fails() {
     let d = tempfile::tempdir().unwrap();
     let l = open(d.path(), &k);
     let ids: Vec<_> = (1..=5u64)
-        .map(|i| l.submit(register_device(&k.hospital_admin, i, 100 + i as u8)).unwrap())
+        .map(|i| {
+            l.submit(register_device(&k.hospital_admin, i, 100 + i as u8))
+                .unwrap()
+        })
         .collect();
     seal(&l, &k, 1_700_000_001_000);
     let vs = l.validator_set().unwrap();
 
     for id in &ids {
-        let TxStatus::Committed(p) = l.tx_status(id).unwrap() else { panic!("not committed") };
+        let TxStatus::Committed(p) = l.tx_status(id).unwrap() else {
+            panic!("not committed")
+        };
         assert!(matches!(p.result.outcome, TxOutcome::Success));
         let proof = Proof::Tx(*p.clone());
         proof.verify(Some(&vs)).unwrap();
@@ -38,7 +43,9 @@ fn inclusion_and_state_proofs_verify_offline_and_tampering_fails() {
 
     // a device record (membership) and an absent key (non-membership)
     let dev = Address::of_device(&Keypair::from_seed([101; 32]).public());
-    let present = l.state_proof(&module_key("devices", b"nonce-check-absent"), None).unwrap();
+    let present = l
+        .state_proof(&module_key("devices", b"nonce-check-absent"), None)
+        .unwrap();
     assert!(present.value.is_none());
     present.verify(Some(&vs)).unwrap();
     let mut lie = present.clone();

@@ -13,6 +13,7 @@ pub struct Keys {
     pub hospital_admin: Keypair,
     pub hospital_auditor: Keypair,
     pub edge_operator: Keypair,
+    pub edge_admin: Keypair,
 }
 
 pub fn keys() -> Keys {
@@ -22,6 +23,7 @@ pub fn keys() -> Keys {
         hospital_admin: Keypair::from_seed([3; 32]),
         hospital_auditor: Keypair::from_seed([4; 32]),
         edge_operator: Keypair::from_seed([5; 32]),
+        edge_admin: Keypair::from_seed([6; 32]),
     }
 }
 
@@ -32,7 +34,10 @@ pub fn genesis(k: &Keys) -> Genesis {
         kind,
         members: members
             .into_iter()
-            .map(|(k, role)| GenesisMember { public_key: k.public(), role })
+            .map(|(k, role)| GenesisMember {
+                public_key: k.public(),
+                role,
+            })
             .collect(),
     };
     Genesis {
@@ -45,15 +50,31 @@ pub fn genesis(k: &Keys) -> Genesis {
             power: 1,
         }],
         organisations: vec![
-            org("health-authority-1", OrgKind::HealthAuthority, vec![(&k.ha_admin, Role::Admin)]),
+            org(
+                "health-authority-1",
+                OrgKind::HealthAuthority,
+                vec![(&k.ha_admin, Role::Admin)],
+            ),
             org(
                 "hospital-1",
                 OrgKind::Hospital,
-                vec![(&k.hospital_admin, Role::Admin), (&k.hospital_auditor, Role::Auditor)],
+                vec![
+                    (&k.hospital_admin, Role::Admin),
+                    (&k.hospital_auditor, Role::Auditor),
+                ],
             ),
-            org("edge-operator-1", OrgKind::EdgeOperator, vec![(&k.edge_operator, Role::Operator)]),
+            org(
+                "edge-operator-1",
+                OrgKind::EdgeOperator,
+                vec![
+                    (&k.edge_admin, Role::Admin),
+                    (&k.edge_operator, Role::Operator),
+                ],
+            ),
         ],
-        policy: GovernancePolicy { admission_approvals: 1 },
+        policy: GovernancePolicy {
+            admission_approvals: 1,
+        },
     }
 }
 
@@ -65,12 +86,7 @@ pub fn open_with(dir: &Path, k: &Keys, config: LedgerConfig) -> Ledger {
     Ledger::open(&dir.join("ledger.redb"), genesis(k), config).expect("open ledger")
 }
 
-pub fn tx<C: borsh::BorshSerialize>(
-    key: &Keypair,
-    nonce: u64,
-    module: &str,
-    call: &C,
-) -> SignedTx {
+pub fn tx<C: borsh::BorshSerialize>(key: &Keypair, nonce: u64, module: &str, call: &C) -> SignedTx {
     TxBody {
         chain_id: CHAIN.into(),
         signer: key.public(),
