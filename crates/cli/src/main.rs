@@ -1,1 +1,194 @@
-fn main() {}
+//! `trustedge`: the command-line entry point of TrustEdge.
+//!
+//! One binary for every role: generating keys and a network layout (`keygen`, `init`), running
+//! a node (`node`), talking to a node's HTTP API (`tx`, `query`, `status`, `block`), checking
+//! proofs offline (`verify-proof`), the end-to-end demonstration (`demo`) and the ledger
+//! benchmark (`bench`). Everything networked goes through `trustedge_node::client::Client`;
+//! this crate holds no protocol logic of its own, only wiring and presentation.
+
+mod bench;
+mod children;
+mod demo;
+mod init;
+mod inspect;
+mod keys;
+mod remote;
+mod tx;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// TrustEdge: a permissioned ledger for the Internet of Medical Things.
+#[derive(Parser, Debug)]
+#[command(name = "trustedge", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate an ed25519 key and write it as a key file (JSON: public_key, address,
+    /// secret_key).
+    Keygen {
+        /// Where to write the key file; prints the key file to stdout if omitted.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Create a local network: a genesis, organisation admin keys and one home per node.
+    Init(init::InitArgs),
+    /// Run a node from its home directory until Ctrl-C.
+    Node {
+        /// The node's home (holding config.toml, key.json and genesis.json).
+        #[arg(long)]
+        home: PathBuf,
+    },
+    /// Build, sign and submit transactions.
+    Tx(tx::TxArgs),
+    /// Run a module query on a node and print the JSON answer.
+    Query {
+        /// Node API URL, e.g. http://127.0.0.1:26650.
+        #[arg(long)]
+        node: String,
+        /// Module name (orgs, devices, anchor, genesis).
+        module: String,
+        /// Query path within the module, e.g. `org/hospital-1`.
+        path: String,
+        /// Query parameter, `key=value`; repeatable.
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+    },
+    /// Show a node's chain status.
+    Status {
+        /// Node API URL.
+        #[arg(long)]
+        node: String,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a block.
+    Block {
+        /// Node API URL.
+        #[arg(long)]
+        node: String,
+        /// Block height (1 is the first block).
+        #[arg(long)]
+        height: u64,
+        /// Print the block as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify a proof file offline (a transaction-inclusion or state proof as the API serves
+    /// it). Prints {"valid", "kind", "reason"}; exits 0 only if the proof is valid.
+    VerifyProof {
+        /// The proof JSON file.
+        file: PathBuf,
+        /// A genesis file: also check the block's commit certificate against its validators.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+    },
+    /// Run the demonstration: a validator, an edge and a cloud node under synthetic load.
+    Demo(demo::DemoArgs),
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Signature verification, transaction throughput and block commits of the ledger alone,
+    /// in-process on a temporary directory.
+    Execution(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints an error: a node's refusal as `error [code]: message`, anything else with its
+/// chain of causes.
+fn report(e: &anyhow::Error) {
+    if let Some(api) = e.downcast_ref::<remote::ApiFailure>() {
+        eprintln!("error [{}]: {}", api.code, api.message);
+    } else {
+        eprintln!("error: {e:#}");
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Keygen { out } => keys::keygen(out.as_deref()).map(|()| ExitCode::SUCCESS),
+        Command::Init(args) => init::run(&args).map(|_| ExitCode::SUCCESS),
+        Command::Node { home } => run_node(home).await.map(|()| ExitCode::SUCCESS),
+        Command::Tx(args) => tx::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Query {
+            node,
+            module,
+            path,
+            params,
+        } => inspect::query(&node, &module, &path, &params)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Status { node, json } => inspect::status(&node, json)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Block { node, height, json } => inspect::block(&node, height, json)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::VerifyProof { file, genesis } => {
+            Ok(inspect::verify_proof(&file, genesis.as_deref()))
+        }
+        Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Bench {
+            which: BenchCommand::Execution(args),
+        } => {
+            // The benchmark does blocking disk and CPU work; keep it off the async workers.
+            tokio::task::spawn_blocking(move || bench::run(&args))
+                .await
+                .map_err(|e| anyhow::anyhow!("benchmark thread failed: {e}"))??;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn run_node(home: PathBuf) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // A second initialisation only fails if a subscriber is already set; keep that one.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+    let shutdown = async {
+        // If the signal handler cannot be installed the node still runs; it is then stopped
+        // by killing the process.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    trustedge_node::run_node(&home, shutdown)
+        .await
+        .map_err(|e| anyhow::anyhow!("node {}: {e}", home.display()))
+}

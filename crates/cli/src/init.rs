@@ -1,0 +1,416 @@
+//! `trustedge init`: a genesis, the founding organisations' admin keys and one home per node.
+//!
+//! Layout of `--home DIR`:
+//! ```text
+//! DIR/genesis.json
+//! DIR/keys/<org>-admin.json          one admin key per founding organisation
+//! DIR/validator-0/{config.toml, key.json, genesis.json}
+//! DIR/edge-0/…   DIR/cloud-0/…
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use trustedge_contracts::{Genesis, GenesisMember, GenesisOrg, GovernancePolicy};
+use trustedge_execution::{OrgKind, Role};
+use trustedge_types::{Address, Keypair, Validator};
+
+use trustedge_node::config::{NodeConfig, Role as NodeRole};
+
+use crate::keys;
+
+/// Most health-authority organisations `init` creates.
+const MAX_HEALTH_AUTHORITIES: usize = 3;
+/// Most nodes of one kind `init` lays out; a local network, not a deployment tool.
+const MAX_NODES_PER_KIND: usize = 64;
+
+/// The founding organisations other than the health authorities: id, public name, kind.
+pub const FOUNDING_ORGS: &[(&str, &str, OrgKind)] = &[
+    ("hospital-1", "City General Hospital", OrgKind::Hospital),
+    (
+        "laboratory-1",
+        "Central Diagnostic Laboratory",
+        OrgKind::Laboratory,
+    ),
+    (
+        "manufacturer-1",
+        "MedDevice Manufacturing",
+        OrgKind::Manufacturer,
+    ),
+    (
+        "distributor-1",
+        "Cold Chain Distribution",
+        OrgKind::Distributor,
+    ),
+    ("clinic-1", "Riverside Clinic", OrgKind::Clinic),
+    (
+        "edge-operator-1",
+        "Metro Edge Networks",
+        OrgKind::EdgeOperator,
+    ),
+];
+
+/// Id of the organisation whose operators the edge nodes' keys are.
+pub const EDGE_OPERATOR_ORG: &str = "edge-operator-1";
+
+/// Arguments of `trustedge init`.
+#[derive(Args, Debug, Clone)]
+pub struct InitArgs {
+    /// Number of validator nodes (1 seals blocks alone; consensus for more comes later).
+    #[arg(long, default_value_t = 1)]
+    pub validators: usize,
+    /// Number of edge nodes.
+    #[arg(long, default_value_t = 0)]
+    pub edges: usize,
+    /// Number of cloud nodes.
+    #[arg(long, default_value_t = 0)]
+    pub clouds: usize,
+    /// Directory to create the network in.
+    #[arg(long)]
+    pub home: PathBuf,
+    /// Chain id.
+    #[arg(long, default_value = "trustedge-local")]
+    pub chain_id: String,
+    /// First API port; nodes get consecutive ports from here.
+    #[arg(long, default_value_t = 26650)]
+    pub base_port: u16,
+    /// Number of health-authority organisations (default: one per validator, at most 3).
+    #[arg(long)]
+    pub health_authorities: Option<usize>,
+}
+
+/// One node of the layout.
+#[derive(Clone, Debug)]
+pub struct NodeHome {
+    /// `validator-0`, `edge-0`, `cloud-0`, …
+    pub name: String,
+    /// Its role.
+    pub role: NodeRole,
+    /// Its home directory.
+    pub home: PathBuf,
+    /// Its API URL (`http://127.0.0.1:PORT`).
+    pub url: String,
+    /// Its key.
+    pub key: Keypair,
+}
+
+/// What `init` created.
+#[derive(Clone, Debug)]
+pub struct Network {
+    /// The genesis written to `home/genesis.json`.
+    pub genesis: Genesis,
+    /// The nodes, validators first.
+    pub nodes: Vec<NodeHome>,
+    /// Admin key of each founding organisation, by organisation id.
+    pub org_admins: Vec<(String, Keypair)>,
+}
+
+impl Network {
+    /// The admin key of an organisation.
+    pub fn admin(&self, org: &str) -> Option<&Keypair> {
+        self.org_admins
+            .iter()
+            .find(|(id, _)| id == org)
+            .map(|(_, k)| k)
+    }
+
+    /// The health-authority organisation ids.
+    pub fn health_authorities(&self) -> Vec<String> {
+        self.genesis
+            .organisations
+            .iter()
+            .filter(|o| o.kind == OrgKind::HealthAuthority)
+            .map(|o| o.id.clone())
+            .collect()
+    }
+}
+
+/// Marker file `init` leaves in a home, so that `demo` only ever deletes what it created.
+pub const MARKER_FILE: &str = ".trustedge-network";
+
+impl Network {
+    /// Reads back a network `init` created in `home`.
+    pub fn load(home: &Path) -> anyhow::Result<Network> {
+        let genesis = crate::inspect::read_genesis(&home.join("genesis.json"))?;
+        let mut org_admins = Vec::new();
+        for org in &genesis.organisations {
+            let path = home.join("keys").join(format!("{}-admin.json", org.id));
+            if path.exists() {
+                org_admins.push((org.id.clone(), keys::load(&path)?));
+            }
+        }
+        let mut nodes = Vec::new();
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(home)
+            .with_context(|| format!("cannot list {}", home.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join(trustedge_node::config::CONFIG_FILE).is_file())
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            let config = NodeConfig::load(&dir)?;
+            let key_path = config
+                .key_path
+                .as_ref()
+                .map(|p| NodeConfig::resolve(&dir, p))
+                .unwrap_or_else(|| dir.join("key.json"));
+            nodes.push(NodeHome {
+                name: config.name.clone(),
+                role: config.role,
+                home: dir,
+                url: config.api_url.clone(),
+                key: keys::load(&key_path)?,
+            });
+        }
+        // Validators first, then edges, then clouds, as `create` orders them.
+        nodes.sort_by_key(|n| match n.role {
+            NodeRole::Validator => 0,
+            NodeRole::Edge => 1,
+            NodeRole::Cloud => 2,
+        });
+        Ok(Network {
+            genesis,
+            nodes,
+            org_admins,
+        })
+    }
+}
+
+/// `trustedge init`: creates the network and prints a summary.
+pub fn run(args: &InitArgs) -> anyhow::Result<Network> {
+    let net = create(args)?;
+    print_summary(args, &net);
+    Ok(net)
+}
+
+fn print_summary(args: &InitArgs, net: &Network) {
+    let g = &net.genesis;
+    println!(
+        "initialised chain {:?} in {}",
+        g.chain_id,
+        args.home.display()
+    );
+    println!("  genesis: {}", args.home.join("genesis.json").display());
+    println!(
+        "  organisations: {} (admission needs {} health-authority approvals)",
+        g.organisations.len(),
+        g.policy.admission_approvals
+    );
+    for org in &g.organisations {
+        println!(
+            "    {:<20} {:<16} admin key {}",
+            org.id,
+            format!("{:?}", org.kind),
+            args.home
+                .join("keys")
+                .join(format!("{}-admin.json", org.id))
+                .display()
+        );
+    }
+    println!("  nodes:");
+    for n in &net.nodes {
+        println!(
+            "    {:<12} {:<9} {:<24} {}",
+            n.name,
+            n.role.to_string(),
+            n.url,
+            n.home.display()
+        );
+    }
+    if let Some(first) = net.nodes.first() {
+        println!(
+            "start a node with: trustedge node --home {}",
+            first.home.display()
+        );
+    }
+}
+
+/// Creates the network without printing.
+pub fn create(args: &InitArgs) -> anyhow::Result<Network> {
+    if args.validators == 0 {
+        anyhow::bail!("--validators must be at least 1");
+    }
+    for (what, n) in [
+        ("validators", args.validators),
+        ("edges", args.edges),
+        ("clouds", args.clouds),
+    ] {
+        if n > MAX_NODES_PER_KIND {
+            anyhow::bail!("--{what} {n} is more than the {MAX_NODES_PER_KIND} init lays out");
+        }
+    }
+    let n_ha = args
+        .health_authorities
+        .unwrap_or(args.validators.min(MAX_HEALTH_AUTHORITIES));
+    if n_ha == 0 || n_ha > MAX_HEALTH_AUTHORITIES * 3 {
+        anyhow::bail!(
+            "--health-authorities must be 1..={}",
+            MAX_HEALTH_AUTHORITIES * 3
+        );
+    }
+    let total_nodes = args.validators + args.edges + args.clouds;
+    let last_port = u32::from(args.base_port) + total_nodes as u32 - 1;
+    if args.base_port == 0 || last_port > u32::from(u16::MAX) {
+        anyhow::bail!(
+            "--base-port {} leaves no room for {total_nodes} consecutive ports",
+            args.base_port
+        );
+    }
+    let genesis_path = args.home.join("genesis.json");
+    if genesis_path.exists() {
+        anyhow::bail!(
+            "{} exists already; refusing to overwrite a network (choose another --home)",
+            genesis_path.display()
+        );
+    }
+
+    // Keys first: the genesis names them.
+    let mut nodes = Vec::with_capacity(total_nodes);
+    let kinds = [
+        (NodeRole::Validator, "validator", args.validators),
+        (NodeRole::Edge, "edge", args.edges),
+        (NodeRole::Cloud, "cloud", args.clouds),
+    ];
+    let mut port = args.base_port;
+    for (role, prefix, count) in kinds {
+        for i in 0..count {
+            let name = format!("{prefix}-{i}");
+            nodes.push(NodeHome {
+                home: args.home.join(&name),
+                url: format!("http://127.0.0.1:{port}"),
+                name,
+                role,
+                key: keys::generate(),
+            });
+            port = port.saturating_add(1);
+        }
+    }
+
+    let mut orgs = Vec::new();
+    let mut org_admins = Vec::new();
+    let mut add_org = |id: String, name: String, kind: OrgKind, extra: Vec<GenesisMember>| {
+        let admin = keys::generate();
+        let mut members = vec![GenesisMember {
+            public_key: admin.public(),
+            role: Role::Admin,
+        }];
+        members.extend(extra);
+        orgs.push(GenesisOrg {
+            id: id.clone(),
+            name,
+            kind,
+            members,
+        });
+        org_admins.push((id, admin));
+    };
+    for i in 1..=n_ha {
+        add_org(
+            format!("health-authority-{i}"),
+            format!("Public Health Authority {i}"),
+            OrgKind::HealthAuthority,
+            Vec::new(),
+        );
+    }
+    for (id, name, kind) in FOUNDING_ORGS {
+        let extra = if *id == EDGE_OPERATOR_ORG {
+            nodes
+                .iter()
+                .filter(|n| n.role == NodeRole::Edge)
+                .map(|n| GenesisMember {
+                    public_key: n.key.public(),
+                    role: Role::Operator,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        add_org(id.to_string(), name.to_string(), *kind, extra);
+    }
+
+    let validators = nodes
+        .iter()
+        .filter(|n| n.role == NodeRole::Validator)
+        .map(|n| Validator {
+            name: n.name.clone(),
+            address: Address::of_member(&n.key.public()),
+            public_key: n.key.public(),
+            power: 1,
+        })
+        .collect();
+    let genesis = Genesis {
+        chain_id: args.chain_id.clone(),
+        genesis_time_ms: now_ms(),
+        validators,
+        organisations: orgs,
+        policy: GovernancePolicy {
+            admission_approvals: n_ha.min(2) as u32,
+        },
+    };
+    genesis
+        .validate()
+        .context("the generated genesis is invalid")?;
+
+    // Write everything.
+    std::fs::create_dir_all(&args.home)
+        .with_context(|| format!("cannot create {}", args.home.display()))?;
+    let genesis_json = genesis.to_json();
+    write_new(&genesis_path, genesis_json.as_bytes())?;
+    for (org, key) in &org_admins {
+        keys::save(
+            &args.home.join("keys").join(format!("{org}-admin.json")),
+            key,
+        )?;
+    }
+    write_new(&args.home.join(MARKER_FILE), b"created by trustedge init\n")?;
+    let upstream = nodes.first().map(|n| n.url.clone()).unwrap_or_default();
+    for (i, n) in nodes.iter().enumerate() {
+        std::fs::create_dir_all(&n.home)
+            .with_context(|| format!("cannot create {}", n.home.display()))?;
+        write_new(&n.home.join("genesis.json"), genesis_json.as_bytes())?;
+        keys::save(&n.home.join("key.json"), &n.key)?;
+        let upstream = if i == 0 {
+            Vec::new()
+        } else {
+            vec![upstream.clone()]
+        };
+        write_config(n, upstream)?;
+    }
+    Ok(Network {
+        genesis,
+        nodes,
+        org_admins,
+    })
+}
+
+fn write_config(n: &NodeHome, upstream: Vec<String>) -> anyhow::Result<()> {
+    let listen = n.url.trim_start_matches("http://");
+    let mut config = NodeConfig::new(&n.name, n.role, listen, &n.url);
+    config.key_path = Some(PathBuf::from("key.json"));
+    config.upstream = upstream;
+    if n.home.join(trustedge_node::config::CONFIG_FILE).exists() {
+        anyhow::bail!(
+            "{} has a config.toml already; refusing to overwrite it",
+            n.home.display()
+        );
+    }
+    config.save(&n.home)?;
+    Ok(())
+}
+
+fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if path.exists() {
+        anyhow::bail!(
+            "{} exists already; refusing to overwrite it",
+            path.display()
+        );
+    }
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Wall-clock time, Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
