@@ -62,7 +62,12 @@
 //!   inside the transaction.
 //!
 //! A crash of the whole machine is covered as far as `fsync` is honest; that is not tested
-//! here.
+//! here. A file damaged outside redb (bad disk, truncation, stray writes) makes
+//! [`Store::open`] fail with an error rather than panic: redb may panic on such a file, so the
+//! open is guarded and retried once with redb's full integrity check
+//! ([`Store::open_checked`] runs that check up front). A plain open does not read every
+//! page: damage in a page it did not read shows only when that page is read, and redb does
+//! not verify checksums on ordinary reads, so after a disk incident use `open_checked`.
 //!
 //! # What is not here
 //!
