@@ -1,0 +1,18 @@
+//! Integration tests of the node, in one binary (see STYLE.md): real HTTP on loopback ports
+//! (`127.0.0.1:0`), nodes running in this process.
+
+// clippy.toml allows these in `#[test]` functions; the shared helpers are test code too.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    missing_docs,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod common;
+mod docs_metrics;
+mod follower;
+mod fuzz;
+mod proofs;
+mod refusals;
+mod submit;
