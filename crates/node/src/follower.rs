@@ -318,7 +318,13 @@ impl Follower {
             if *shutdown.borrow() {
                 return;
             }
-            match self.sync_once().await {
+            // A round may wait on a slow upstream for long; shutdown does not wait for it. A
+            // commit already on a blocking thread still completes (atomically) on its own.
+            let round = tokio::select! {
+                _ = shutdown.changed() => return,
+                r = self.sync_once() => r,
+            };
+            match round {
                 Ok(n) => {
                     failures = 0;
                     self.update(|s| s.last_error = None);

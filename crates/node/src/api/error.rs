@@ -15,6 +15,7 @@
 //! | `mempool_full` | 429 | retry later |
 //! | `storage`, `internal` | 500 | the node failed |
 //! | `forward_failed` | 502 | a follower could not reach any upstream |
+//! | `busy`, `timeout` | 503 | too many requests in flight, or one took too long |
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -108,6 +109,7 @@ pub fn status_of_code(code: &str) -> StatusCode {
         "mempool_full" => StatusCode::TOO_MANY_REQUESTS,
         "storage" | "internal" => StatusCode::INTERNAL_SERVER_ERROR,
         "forward_failed" => StatusCode::BAD_GATEWAY,
+        "busy" | "timeout" => StatusCode::SERVICE_UNAVAILABLE,
         "not_found" => StatusCode::NOT_FOUND,
         _ => StatusCode::BAD_REQUEST,
     }

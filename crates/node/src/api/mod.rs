@@ -32,6 +32,10 @@ use types::Mode;
 
 /// Most ledger calls running on blocking threads at once; further requests wait.
 pub const MAX_CONCURRENT_LEDGER_CALLS: usize = 64;
+/// Most requests in flight; more are answered 503 `busy` at once rather than queued.
+pub const MAX_REQUESTS_IN_FLIGHT: usize = 1024;
+/// Longest a request may take, body upload included; then it is answered 503 `timeout`.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Longest error body a non-JSON error response may have before it is replaced.
 const MAX_PLAIN_ERROR_BYTES: usize = 16 * 1024;
 
@@ -85,6 +89,7 @@ pub struct ApiContext {
 pub struct ApiState {
     ctx: Arc<ApiContext>,
     ledger_calls: Arc<Semaphore>,
+    in_flight: Arc<Semaphore>,
 }
 
 impl ApiState {
@@ -112,6 +117,7 @@ pub fn router(ctx: ApiContext) -> Router {
     let state = ApiState {
         ctx: Arc::new(ctx),
         ledger_calls: Arc::new(Semaphore::new(MAX_CONCURRENT_LEDGER_CALLS)),
+        in_flight: Arc::new(Semaphore::new(MAX_REQUESTS_IN_FLIGHT)),
     };
     use handlers as h;
     Router::new()
@@ -146,7 +152,8 @@ pub fn router(ctx: ApiContext) -> Router {
         .with_state(state)
 }
 
-/// Counts every request by route and status, and makes sure every error response is JSON.
+/// Bounds requests in flight and their duration, counts every request by route and status,
+/// and makes sure every error response is JSON.
 async fn observe(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_string();
     let route = req
@@ -154,7 +161,26 @@ async fn observe(State(state): State<ApiState>, req: Request, next: Next) -> Res
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_string();
-    let resp = json_errors(next.run(req).await).await;
+    let resp = match state.in_flight.clone().try_acquire_owned() {
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!("{MAX_REQUESTS_IN_FLIGHT} requests are in flight; retry shortly"),
+        )
+        .into_response(),
+        Ok(_permit) => match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+            Ok(resp) => json_errors(resp).await,
+            Err(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!(
+                    "the request took longer than {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                ),
+            )
+            .into_response(),
+        },
+    };
     state
         .ctx
         .metrics

@@ -9,6 +9,7 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod bad_upstream;
 mod common;
 mod docs_metrics;
 mod follower;
