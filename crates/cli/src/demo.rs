@@ -1321,8 +1321,43 @@ async fn scenario(
     shared.stats().scenario_done = true;
 }
 
-/// Submits through `client` and waits for the commit; Err if refused or not committed.
+/// Waits until the node behind `client` has committed `height`: a follower admits
+/// transactions against its own state, so a signer admitted at `height` is unknown to a
+/// follower that has not reached it yet.
+async fn reach(client: &Client, height: u64) -> Result<(), ApiFailure> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let head = remote::head(client).await?;
+        if head.height >= height {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(ApiFailure {
+                code: "timeout".into(),
+                message: format!("{} did not reach height {height} in 30 s", client.url()),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Submits through `client` once it has reached `after` and waits for the commit; Err if
+/// refused or not committed.
 async fn commit(
+    client: &Client,
+    after: &mut u64,
+    signer: &mut Signer,
+    payload: Payload,
+) -> Result<trustedge_chain::TxInclusionProof, ApiFailure> {
+    reach(client, *after).await?;
+    let r = commit_now(client, signer, payload).await;
+    if let Ok(p) = &r {
+        *after = (*after).max(p.header.height);
+    }
+    r
+}
+
+async fn commit_now(
     client: &Client,
     signer: &mut Signer,
     payload: Payload,
@@ -1441,6 +1476,8 @@ async fn scenario_steps(
         anyhow::bail!("no free organisation id hospital-2..hospital-99");
     }
     let new_admin = crate::keys::generate();
+    // Height of the last commit the next step depends on.
+    let mut after = 0u64;
     let propose = OrgsCall::ProposeAdmission {
         org_id: org_id.clone(),
         name: "Northside Community Hospital".into(),
@@ -1449,6 +1486,7 @@ async fn scenario_steps(
     };
     let p = commit(
         &validator,
+        &mut after,
         &mut ha_signers[0],
         Payload::new("orgs", &propose),
     )
@@ -1467,7 +1505,7 @@ async fn scenario_steps(
         let approve = OrgsCall::ApproveAdmission {
             org_id: org_id.clone(),
         };
-        let p = commit(via, s, Payload::new("orgs", &approve)).await?;
+        let p = commit(via, &mut after, s, Payload::new("orgs", &approve)).await?;
         if !expect_success(shared, "admission approval", &p) {
             return Ok(());
         }
@@ -1499,7 +1537,13 @@ async fn scenario_steps(
             value: "2.0.0".into(),
         }],
     };
-    let p = commit(&edge, &mut admin, Payload::new("devices", &register)).await?;
+    let p = commit(
+        &edge,
+        &mut after,
+        &mut admin,
+        Payload::new("devices", &register),
+    )
+    .await?;
     expect_success(shared, "first device of the new organisation", &p);
     if wait_or_stop(stop, Duration::from_millis(500)).await {
         return Ok(());
@@ -1515,7 +1559,13 @@ async fn scenario_steps(
             value: "alice".into(),
         }],
     };
-    let r = commit(&edge, &mut admin, Payload::new("devices", &personal)).await;
+    let r = commit(
+        &edge,
+        &mut after,
+        &mut admin,
+        Payload::new("devices", &personal),
+    )
+    .await;
     expect_failure(
         shared,
         "a device attribute naming its owner (personal data)",
@@ -1531,7 +1581,13 @@ async fn scenario_steps(
             kind: OrgKind::Clinic,
             admin_key: crate::keys::generate().public(),
         };
-        let r = commit(&validator, &mut op, Payload::new("orgs", &overreach)).await;
+        let r = commit(
+            &validator,
+            &mut after,
+            &mut op,
+            Payload::new("orgs", &overreach),
+        )
+        .await;
         expect_failure(
             shared,
             "an edge operator admitting an organisation",
@@ -1540,6 +1596,9 @@ async fn scenario_steps(
         );
     }
 
+    for c in [&validator, &edge, &cloud] {
+        reach(c, after).await?;
+    }
     let head = remote::head(&validator).await?;
     let ha = &mut ha_signers[0];
     let used = ha.next_nonce.saturating_sub(1);

@@ -1,0 +1,5 @@
+//! Integration tests of the `trustedge` binary: every test runs the real executable.
+
+mod common;
+mod end_to_end;
+mod offline;
