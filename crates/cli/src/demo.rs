@@ -472,26 +472,17 @@ async fn drive(
     let start_status = remote::call(validator.client.status()).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(registrations(
-        shared.clone(),
-        net.clone(),
-        nodes.to_vec(),
-        args.rate,
-        stop_rx.clone(),
-    )));
-    tasks.push(tokio::spawn(anchoring(
-        shared.clone(),
-        net.clone(),
-        nodes.to_vec(),
-        stop_rx.clone(),
-    )));
-    tasks.push(tokio::spawn(scenario(
-        shared.clone(),
-        net.clone(),
-        nodes.to_vec(),
-        stop_rx.clone(),
-    )));
+    let tasks = vec![
+        tokio::spawn(registrations(
+            shared.clone(),
+            net.clone(),
+            nodes.to_vec(),
+            args.rate,
+            stop_rx.clone(),
+        )),
+        tokio::spawn(anchoring(shared.clone(), net.clone(), nodes.to_vec(), stop_rx.clone())),
+        tokio::spawn(scenario(shared.clone(), net.clone(), nodes.to_vec(), stop_rx.clone())),
+    ];
 
     let started = Instant::now();
     let deadline = args.seconds.map(|s| started + Duration::from_secs(s));

@@ -113,7 +113,7 @@ pub async fn block(node: &str, height: u64, json: bool) -> anyhow::Result<()> {
             Some(trustedge_types::TxOutcome::Failed(f)) => format!("failed [{}]", f.code),
             None => "?".to_string(),
         };
-        let call = t.call.as_ref().map_or("?".to_string(), |c| compact(c));
+        let call = t.call.as_ref().map_or("?".to_string(), compact);
         println!(
             "  {} {} nonce {} {outcome} {call}",
             t.hash, t.tx.body.payload.module, t.tx.body.nonce

@@ -1,4 +1,13 @@
-//! Integration tests of the `trustedge` binary: every test runs the real executable.
+//! Integration tests of the `trustedge` binary, in one test binary (see STYLE.md): every
+//! test runs the real executable, node processes included, on loopback ports.
+
+// clippy.toml allows these in `#[test]` functions; the shared helpers are test code too.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    missing_docs,
+    reason = "test code: a failed unwrap is a failed test"
+)]
 
 mod common;
 mod end_to_end;
