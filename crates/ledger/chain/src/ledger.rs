@@ -356,6 +356,12 @@ impl Ledger {
         Ok(id)
     }
 
+    /// Drops a transaction from the mempool (a follower does this when its upstream refused
+    /// a transaction it had admitted locally). Returns whether it was there.
+    pub fn remove_from_mempool(&self, id: &Hash) -> bool {
+        lock(&self.mempool).remove(id).is_some()
+    }
+
     // ---------------------------------------------------------------- consensus interface
 
     /// Builds the next block from the mempool, executing it. `time_ms` is the proposer's

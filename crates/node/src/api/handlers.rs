@@ -101,9 +101,28 @@ async fn submit_one(
     match &st.ctx.forward {
         None => local.map_err(ApiError::from),
         // Admitted here (now, or by an earlier submission whose forwarding failed): forward.
-        Some(fwd) if forwardable(&local) => fwd.submit(&tx).await,
+        Some(fwd) if forwardable(&local) => {
+            let forwarded = fwd.submit(&tx).await;
+            if let Err(e) = &forwarded
+                && upstream_refused(e)
+            {
+                let id = tx.hash();
+                st.ledger(move |l| Ok(l.remove_from_mempool(&id))).await?;
+            }
+            forwarded
+        }
         Some(_) => local.map_err(ApiError::from),
     }
+}
+
+/// Whether the upstream refused a forwarded transaction for good (as opposed to being
+/// unreachable, or holding it already): then the local copy is dropped, so this node does not
+/// report as pending a transaction that no validator will include.
+fn upstream_refused(e: &ApiError) -> bool {
+    !matches!(
+        e.code(),
+        "forward_failed" | "duplicate" | "already_committed"
+    )
 }
 
 /// Whether a follower forwards a transaction after local admission gave `local`.
@@ -167,8 +186,23 @@ pub(crate) async fn submit_batch(
         && !to_forward.is_empty()
     {
         let txs: Vec<SignedTx> = to_forward.iter().map(|(_, t)| t.clone()).collect();
-        for ((i, _), r) in to_forward.iter().zip(fwd.submit_batch(&txs).await) {
+        let mut refused = Vec::new();
+        for ((i, tx), r) in to_forward.iter().zip(fwd.submit_batch(&txs).await) {
+            if let Err(e) = &r
+                && upstream_refused(e)
+            {
+                refused.push(tx.hash());
+            }
             results[*i] = Some(r);
+        }
+        if !refused.is_empty() {
+            st.ledger(move |l| {
+                for id in &refused {
+                    l.remove_from_mempool(id);
+                }
+                Ok(())
+            })
+            .await?;
         }
     }
     let mut items = Vec::with_capacity(results.len());

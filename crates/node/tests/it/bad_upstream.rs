@@ -19,6 +19,8 @@ enum Lie {
     /// A block whose state root is wrong, with a certificate the validator really signed:
     /// only re-executing the block can catch it.
     WrongStateRoot,
+    /// No lie: serve the real blocks.
+    None,
 }
 
 #[derive(Clone)]
@@ -34,6 +36,7 @@ async fn status(State(f): State<Fake>) -> axum::Json<serde_json::Value> {
 async fn raw(State(f): State<Fake>, Path(h): Path<u64>) -> Vec<u8> {
     let (mut block, mut cert) = f.real.block_raw(h).await.unwrap();
     match f.lie {
+        Lie::None => {}
         Lie::Garbage => return vec![0xde, 0xad, 0xbe, 0xef],
         Lie::ForgedCertificate => cert.signatures[0].signature.0[0] ^= 1,
         Lie::WrongStateRoot => {
@@ -97,5 +100,46 @@ async fn a_follower_refuses_what_a_lying_upstream_serves() {
         );
         f.stop().await;
     }
+    s.stop().await;
+}
+
+async fn refuse_tx() -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    (
+        axum::http::StatusCode::FORBIDDEN,
+        axum::Json(serde_json::json!({"code": "revoked_signer", "message": "revoked upstream"})),
+    )
+}
+
+/// An upstream that follows the real chain but refuses every forwarded transaction (as a
+/// validator would once the signer's revocation is committed there first).
+async fn refusing_upstream(real: &str) -> String {
+    let app = Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/blocks/{h}/raw", get(raw))
+        .route("/v1/txs", axum::routing::post(refuse_tx))
+        .with_state(Fake {
+            real: Client::new(real),
+            lie: Lie::None,
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_the_upstream_refuses_does_not_stay_pending_on_the_follower() {
+    let s = sealer().await;
+    let fake = refusing_upstream(&s.url()).await;
+    let f = follower(&fake).await;
+    let (tx, _) = register_device(&keys().ha_admin, 1, 77);
+    let err = f.client.submit_tx(&tx).await.unwrap_err();
+    assert!(err.to_string().contains("revoked_signer"), "{err}");
+    let status = f.client.tx_status(&tx.hash()).await.unwrap();
+    assert!(
+        matches!(status, trustedge_chain::TxStatus::Unknown),
+        "refused transaction still reported as {status:?}"
+    );
+    f.stop().await;
     s.stop().await;
 }
