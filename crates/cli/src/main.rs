@@ -181,14 +181,33 @@ async fn run_node(home: PathBuf) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_target(false)
         .try_init();
-    let shutdown = async {
-        // If the signal handler cannot be installed the node still runs; it is then stopped
-        // by killing the process.
+    trustedge_node::run_node(&home, shutdown_signal())
+        .await
+        .map_err(|e| anyhow::anyhow!("node {}: {e}", home.display()))
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM, which is how `demo` stops its nodes. A handler
+/// that cannot be installed never fires; the process can still be killed.
+async fn shutdown_signal() {
+    let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
     };
-    trustedge_node::run_node(&home, shutdown)
-        .await
-        .map_err(|e| anyhow::anyhow!("node {}: {e}", home.display()))
+    #[cfg(unix)]
+    let term = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
 }
