@@ -54,6 +54,7 @@ pub(super) async fn registrations(
     net: Network,
     nodes: Vec<DemoNode>,
     rate: u32,
+    devices_out: mpsc::Sender<(DeviceClass, DeviceIdentity)>,
     mut stop: watch::Receiver<bool>,
 ) {
     let Some(first) = nodes.first().cloned() else {
@@ -62,7 +63,7 @@ pub(super) async fn registrations(
     let mut signers = Vec::new();
     for (org, classes) in REGISTRARS {
         let Some(key) = net.admin(org) else { continue };
-        match Signer::new(org, key.clone(), &first.client).await {
+        match Signer::new(key.clone(), &first.client).await {
             Ok(s) => signers.push((s, *classes)),
             Err(e) => shared.event(format!("!! cannot read the nonce of {org}: {e}")),
         }
@@ -72,6 +73,17 @@ pub(super) async fn registrations(
         return;
     }
     let per_tick = (rate as usize).div_ceil(4).max(1);
+    let n_signers = signers.len();
+    let attributes = vec![
+        DeviceAttribute {
+            key: "firmware".into(),
+            value: "1.4.2".into(),
+        },
+        DeviceAttribute {
+            key: "protocol".into(),
+            value: "ble5".into(),
+        },
+    ];
     let mut round = 0usize;
     while !wait_or_stop(&mut stop, REGISTER_TICK).await {
         let head = match remote::head(&first.client).await {
@@ -83,31 +95,21 @@ pub(super) async fn registrations(
         };
         let mut txs = Vec::with_capacity(per_tick);
         let mut devices = Vec::with_capacity(per_tick);
-        let n_signers = signers.len();
         for i in 0..per_tick {
             let k = (round + i) % n_signers;
             let (signer, classes) = &mut signers[k];
             let class = classes[(round / n_signers + i) % classes.len()];
-            let device = crate::keys::generate();
-            let call = DevicesCall::Register {
-                key: device.public(),
-                class,
-                model: model_of(class).to_string(),
-                attributes: vec![
-                    DeviceAttribute {
-                        key: "firmware".into(),
-                        value: "1.4.2".into(),
-                    },
-                    DeviceAttribute {
-                        key: "protocol".into(),
-                        value: "ble5".into(),
-                    },
-                ],
+            let device = DeviceIdentity::generate(&mut rand_core::OsRng);
+            let payload = match device.registration(class, model_of(class), attributes.clone()) {
+                Ok(p) => p,
+                Err(e) => {
+                    shared.problem(format!(
+                        "device description refused by the device crate: {e}"
+                    ));
+                    continue;
+                }
             };
-            txs.push(signer.sign(
-                &head,
-                Payload::new(trustedge_contracts::devices::NAME, &call),
-            ));
+            txs.push(signer.sign(&head, payload));
             devices.push((k, class, device));
         }
         round += per_tick;
@@ -116,15 +118,12 @@ pub(super) async fn registrations(
         match node.client.submit_batch(&txs).await {
             Ok(resp) => {
                 let mut resync = Vec::new();
-                for ((item, (k, class, device)), _) in resp.results.iter().zip(devices).zip(&txs) {
+                for (item, (k, class, device)) in resp.results.iter().zip(devices) {
                     match &item.error {
                         None => {
-                            let mut s = shared.stats();
-                            s.submitted += 1;
-                            let list = s.devices.entry(class_name(class)).or_default();
-                            if list.len() < MAX_DEVICES_PER_CLASS {
-                                list.push(device);
-                            }
+                            shared.stats().submitted += 1;
+                            // The anchoring task keeps a bounded set; extras are dropped.
+                            let _ = devices_out.try_send((class, device));
                         }
                         Some(e) => {
                             shared.refused(&e.code, false);
@@ -156,8 +155,6 @@ pub(super) async fn registrations(
             }
         }
     }
-    let labels: Vec<String> = signers.iter().map(|(s, _)| s.label.clone()).collect();
-    tracing::debug!(?labels, "registrations stopped");
 }
 
 // The edge anchors batches of signed readings.
@@ -171,35 +168,34 @@ pub(super) const RECORD_TYPES: &[(&str, DeviceClass)] = &[
     ("cold_chain", DeviceClass::ColdChainLogger),
 ];
 
-/// A reading as a device signs it: canonical (device address, time, record type, value).
-pub(super) fn reading(
-    device: &Keypair,
-    time_ms: u64,
-    record_type: &str,
-    value_milli: i64,
-) -> Vec<u8> {
-    let body = encode(&(
-        Address::of_device(&device.public()),
-        time_ms,
-        record_type,
-        value_milli,
-    ));
-    let sig = device.sign(&body);
-    encode(&(body, sig))
-}
-
 /// An anchored batch waiting for its transaction to commit, with one record to prove.
 pub(super) struct PendingAnchor {
     pub(super) tx: Hash,
     pub(super) root: Hash,
-    pub(super) record: Vec<u8>,
-    pub(super) proof: MerkleProof,
+    pub(super) proof: RecordProof,
+}
+
+/// Devices that report readings, by class, oldest first; bounded.
+#[derive(Default)]
+struct Fleet {
+    by_class: BTreeMap<String, VecDeque<DeviceIdentity>>,
+}
+
+impl Fleet {
+    fn add(&mut self, class: DeviceClass, d: DeviceIdentity) {
+        let list = self.by_class.entry(class_name(class)).or_default();
+        list.push_back(d);
+        while list.len() > MAX_DEVICES_PER_CLASS {
+            list.pop_front();
+        }
+    }
 }
 
 pub(super) async fn anchoring(
     shared: Arc<Shared>,
     net: Network,
     nodes: Vec<DemoNode>,
+    mut devices_in: mpsc::Receiver<(DeviceClass, DeviceIdentity)>,
     mut stop: watch::Receiver<bool>,
 ) {
     // The edge node's own key is an operator of the edge-operator organisation.
@@ -208,7 +204,9 @@ pub(super) async fn anchoring(
         .find(|n| n.role == NodeRole::Edge)
         .or(nodes.first())
         .cloned();
-    let Some(edge) = edge else { return };
+    let Some(edge) = edge else {
+        return;
+    };
     let key = net
         .nodes
         .iter()
@@ -219,18 +217,22 @@ pub(super) async fn anchoring(
         shared.event("!! no edge-operator key: nothing is anchored".into());
         return;
     };
-    let mut signer = match Signer::new("edge", key, &edge.client).await {
+    let mut signer = match Signer::new(key, &edge.client).await {
         Ok(s) => s,
         Err(e) => {
             shared.event(format!("!! cannot read the edge key's nonce: {e}"));
             return;
         }
     };
+    let mut fleet = Fleet::default();
     let mut last_to: BTreeMap<&str, u64> = BTreeMap::new();
     let mut pending: VecDeque<PendingAnchor> = VecDeque::new();
     let mut tick: u64 = 0;
     while !wait_or_stop(&mut stop, ANCHOR_EVERY).await {
         tick += 1;
+        while let Ok((class, d)) = devices_in.try_recv() {
+            fleet.add(class, d);
+        }
         prove_committed(&shared, &edge.client, &mut pending).await;
         let head = match remote::head(&edge.client).await {
             Ok(h) => h,
@@ -238,66 +240,40 @@ pub(super) async fn anchoring(
         };
         let now = init::now_ms();
         for (record_type, class) in RECORD_TYPES {
-            let devices: Vec<Keypair> = shared
-                .stats()
-                .devices
-                .get(&class_name(*class))
-                .map(|d| {
-                    d.iter()
-                        .rev()
-                        .take(MAX_REPORTING_DEVICES)
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            if devices.is_empty() {
+            let Some(devices) = fleet.by_class.get_mut(&class_name(*class)) else {
                 continue;
-            }
+            };
             let from = last_to
                 .get(record_type)
                 .map_or(now.saturating_sub(2_000), |t| t + 1);
             if from >= now {
                 continue;
             }
-            // Each device reports a few readings spread over the window.
-            let mut records = Vec::new();
-            for (i, d) in devices.iter().enumerate() {
-                for j in 0..3u64 {
-                    let t = from + (now - from) * (j + 1) / 4;
-                    let value = 36_500 + ((i as i64 * 37 + j as i64 * 11 + tick as i64) % 900);
-                    records.push(reading(d, t, record_type, value));
+            // Signing and checking readings is CPU work: keep it off the async workers' queue.
+            let sealed = match tokio::task::block_in_place(|| {
+                collect_readings(record_type, devices, from, now, tick)
+            }) {
+                Ok(s) => s,
+                Err(e) => {
+                    shared.problem(format!("edge batch of {record_type}: {e}"));
+                    continue;
                 }
-            }
-            let tree = MerkleTree::from_leaves(
-                records
-                    .iter()
-                    .map(|r| trustedge_contracts::record_leaf(r).0),
-            );
-            let root = tree.root();
-            let sample = (tick as usize) % records.len();
-            let Some(proof) = tree.proof(sample as u64) else {
+            };
+            let sample = tick % sealed.count();
+            let Some(proof) = sealed.proof(sample) else {
                 continue;
             };
-            let call = AnchorCall::AnchorBatch {
-                record_type: record_type.to_string(),
-                merkle_root: root,
-                count: records.len() as u64,
-                from_ms: from,
-                to_ms: now,
-            };
-            let tx = signer.sign(
-                &head,
-                Payload::new(trustedge_contracts::anchor::NAME, &call),
-            );
+            let tx = signer.sign(&head, sealed.payload());
             match remote::call(edge.client.submit_tx(&tx)).await {
                 Ok(id) => {
-                    last_to.insert(record_type, now);
-                    shared.stats().batches_submitted += 1;
-                    shared.stats().submitted += 1;
+                    last_to.insert(record_type, sealed.to_ms());
+                    let mut s = shared.stats();
+                    s.batches_submitted += 1;
+                    s.submitted += 1;
+                    drop(s);
                     pending.push_back(PendingAnchor {
                         tx: id,
-                        root,
-                        record: records.swap_remove(sample),
+                        root: sealed.merkle_root(),
                         proof,
                     });
                     while pending.len() > 64 {
@@ -318,7 +294,34 @@ pub(super) async fn anchoring(
     }
 }
 
-/// Proves one record of each committed batch against the root the ledger holds.
+/// The newest devices of a class each sign two readings in `(from, now]`; the edge checks
+/// every signature, as it would for readings arriving over the air, and seals the batch.
+fn collect_readings(
+    record_type: &str,
+    devices: &mut VecDeque<DeviceIdentity>,
+    from: u64,
+    now: u64,
+    tick: u64,
+) -> anyhow::Result<SealedBatch> {
+    let mut batch = RecordBatch::new(record_type, (MAX_REPORTING_DEVICES * 2) as u64)?;
+    for (i, d) in devices
+        .iter_mut()
+        .rev()
+        .take(MAX_REPORTING_DEVICES)
+        .enumerate()
+    {
+        for j in 0..2u64 {
+            let t = from + (now - from) * (j + 1) / 3;
+            let value_milli = 36_500 + ((i as i64 * 37 + j as i64 * 11 + tick as i64) % 900);
+            let reading = d.sign_reading(t, record_type, value_milli.to_le_bytes().to_vec())?;
+            reading.verify()?;
+            batch.push(reading.time_ms, reading.to_bytes())?;
+        }
+    }
+    Ok(batch.seal()?)
+}
+
+/// Proves one record of each committed batch against the anchor the ledger holds.
 pub(super) async fn prove_committed(
     shared: &Shared,
     client: &Client,
@@ -339,15 +342,13 @@ pub(super) async fn prove_committed(
             .await
             .ok()
             .and_then(|v| serde_json::from_value(v).ok());
-        match anchored {
-            Some(a) => match trustedge_contracts::verify_record_anchored(&p.record, &p.proof, &a) {
+        // A committed but failed anchor has no record to prove against.
+        if let Some(a) = anchored {
+            match p.proof.verify(&a) {
                 Ok(()) => shared.stats().records_proven += 1,
                 Err(e) => {
                     shared.problem(format!("record proof against batch {} failed: {e}", a.id))
                 }
-            },
-            None => {
-                // Committed but failed (e.g. a refused batch): nothing to prove against.
             }
         }
     }

@@ -25,13 +25,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tokio::sync::watch;
-use trustedge_contracts::{AnchorCall, AnchorRecord, DeviceAttribute, DevicesCall, OrgsCall};
+use tokio::sync::{mpsc, watch};
+use trustedge_contracts::{AnchorRecord, DeviceAttribute, DevicesCall, OrgsCall};
+use trustedge_device::DeviceIdentity;
+use trustedge_edge::{RecordBatch, RecordProof, SealedBatch};
 use trustedge_execution::{DeviceClass, OrgKind};
 use trustedge_node::client::Client;
 use trustedge_node::config::Role as NodeRole;
-use trustedge_types::merkle::MerkleTree;
-use trustedge_types::{Address, Hash, Keypair, MerkleProof, Payload, SignedTx, TxOutcome, encode};
+use trustedge_types::{Hash, Keypair, Payload, SignedTx, TxOutcome};
 
 mod load;
 mod monitor;
@@ -62,7 +63,7 @@ const MAX_BLOCKS_PER_TICK: u64 = 100;
 /// Devices kept in memory to sign readings, per class.
 const MAX_DEVICES_PER_CLASS: usize = 256;
 /// Devices of one class that report in one batch.
-const MAX_REPORTING_DEVICES: usize = 32;
+const MAX_REPORTING_DEVICES: usize = 16;
 /// Recent events shown.
 const EVENT_LINES: usize = 10;
 /// How long the end waits for followers to reach the validator's height.
@@ -113,8 +114,6 @@ struct Stats {
     records_proven: u64,
     /// Recent events, newest last.
     events: VecDeque<String>,
-    /// Devices that can sign readings, by class.
-    devices: BTreeMap<String, Vec<Keypair>>,
 }
 
 struct Shared {
@@ -168,16 +167,14 @@ struct DemoNode {
 /// A signing key with locally tracked nonces, so that several transactions of one signer
 /// can be in flight in one block.
 struct Signer {
-    label: String,
     key: Keypair,
     next_nonce: u64,
 }
 
 impl Signer {
-    async fn new(label: &str, key: Keypair, client: &Client) -> Result<Signer, ApiFailure> {
+    async fn new(key: Keypair, client: &Client) -> Result<Signer, ApiFailure> {
         let last = remote::call(client.last_nonce(&key.public())).await?;
         Ok(Signer {
-            label: label.to_string(),
             key,
             next_nonce: last.saturating_add(1),
         })
@@ -492,18 +489,22 @@ async fn drive(
     let start_status = remote::call(validator.client.status()).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    // New devices go from the registering organisations to the edge they report to.
+    let (devices_tx, devices_rx) = mpsc::channel(MAX_DEVICES_PER_CLASS * RECORD_TYPES.len());
     let tasks = vec![
         tokio::spawn(registrations(
             shared.clone(),
             net.clone(),
             nodes.to_vec(),
             args.rate,
+            devices_tx,
             stop_rx.clone(),
         )),
         tokio::spawn(anchoring(
             shared.clone(),
             net.clone(),
             nodes.to_vec(),
+            devices_rx,
             stop_rx.clone(),
         )),
         tokio::spawn(scenario(

@@ -41,13 +41,14 @@ pub(super) async fn reach(client: &Client, height: u64) -> Result<(), ApiFailure
 /// Submits through `client` once it has reached `after` and waits for the commit; Err if
 /// refused or not committed.
 pub(super) async fn commit(
+    shared: &Shared,
     client: &Client,
     after: &mut u64,
     signer: &mut Signer,
     payload: Payload,
 ) -> Result<trustedge_chain::TxInclusionProof, ApiFailure> {
     reach(client, *after).await?;
-    let r = commit_now(client, signer, payload).await;
+    let r = commit_now(shared, client, signer, payload).await;
     if let Ok(p) = &r {
         *after = (*after).max(p.header.height);
     }
@@ -55,6 +56,7 @@ pub(super) async fn commit(
 }
 
 pub(super) async fn commit_now(
+    shared: &Shared,
     client: &Client,
     signer: &mut Signer,
     payload: Payload,
@@ -62,6 +64,7 @@ pub(super) async fn commit_now(
     let head = remote::head(client).await?;
     let tx = signer.sign(&head, payload);
     let id = remote::call(client.submit_tx(&tx)).await?;
+    shared.stats().submitted += 1;
     remote::wait_committed(client, &id, Duration::from_secs(30)).await
 }
 
@@ -161,7 +164,7 @@ pub(super) async fn scenario_steps(
     let mut ha_signers = Vec::new();
     for id in &has {
         if let Some(k) = net.admin(id) {
-            ha_signers.push(Signer::new(id, k.clone(), &validator).await?);
+            ha_signers.push(Signer::new(k.clone(), &validator).await?);
         }
     }
     if ha_signers.is_empty() {
@@ -192,6 +195,7 @@ pub(super) async fn scenario_steps(
         admin_key: new_admin.public(),
     };
     let p = commit(
+        shared,
         &validator,
         &mut after,
         &mut ha_signers[0],
@@ -212,7 +216,7 @@ pub(super) async fn scenario_steps(
         let approve = OrgsCall::ApproveAdmission {
             org_id: org_id.clone(),
         };
-        let p = commit(via, &mut after, s, Payload::new("orgs", &approve)).await?;
+        let p = commit(shared, via, &mut after, s, Payload::new("orgs", &approve)).await?;
         if !expect_success(shared, "admission approval", &p) {
             return Ok(());
         }
@@ -233,7 +237,7 @@ pub(super) async fn scenario_steps(
     }
 
     // 2. The new organisation registers a device through the edge node.
-    let mut admin = Signer::new(&org_id, new_admin, &edge).await?;
+    let mut admin = Signer::new(new_admin, &edge).await?;
     let device = crate::keys::generate();
     let register = DevicesCall::Register {
         key: device.public(),
@@ -245,6 +249,7 @@ pub(super) async fn scenario_steps(
         }],
     };
     let p = commit(
+        shared,
         &edge,
         &mut after,
         &mut admin,
@@ -267,6 +272,7 @@ pub(super) async fn scenario_steps(
         }],
     };
     let r = commit(
+        shared,
         &edge,
         &mut after,
         &mut admin,
@@ -281,7 +287,7 @@ pub(super) async fn scenario_steps(
     );
 
     if let Some(k) = net.admin(init::EDGE_OPERATOR_ORG) {
-        let mut op = Signer::new("edge-operator", k.clone(), &validator).await?;
+        let mut op = Signer::new(k.clone(), &validator).await?;
         let overreach = OrgsCall::ProposeAdmission {
             org_id: "rogue-clinic".into(),
             name: "Rogue Clinic".into(),
@@ -289,6 +295,7 @@ pub(super) async fn scenario_steps(
             admin_key: crate::keys::generate().public(),
         };
         let r = commit(
+            shared,
             &validator,
             &mut after,
             &mut op,
