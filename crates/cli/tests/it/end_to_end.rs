@@ -279,9 +279,13 @@ fn demo_runs_and_reports_agreement() {
         "{}",
         r.describe()
     );
+    let admitted = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("organisations admitted"))
+        .unwrap_or("");
     assert!(
-        r.stdout
-            .contains("organisations admitted     hospital-2 (2 of 3"),
+        admitted.contains("hospital-2 (2 of 3 approvals)"),
         "{}",
         r.describe()
     );
