@@ -188,7 +188,7 @@ async fn run_node(home: PathBuf) -> anyhow::Result<()> {
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM, which is how `demo` stops its nodes. A handler
 /// that cannot be installed never fires; the process can still be killed.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

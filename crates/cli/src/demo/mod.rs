@@ -205,6 +205,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if !net.nodes.iter().any(|n| n.role == NodeRole::Validator) {
         anyhow::bail!("{} has no validator node", home.display());
     }
+    for n in &net.nodes {
+        let listen = n.url.trim_start_matches("http://");
+        if std::net::TcpListener::bind(listen).is_err() {
+            anyhow::bail!(
+                "{listen} (the API address of {}) is in use: is another demo running? Stop it, \
+                 or pass --port with a free range (and no --home, or a new one)",
+                n.name
+            );
+        }
+    }
     let exe = std::env::current_exe().context("cannot find the trustedge executable")?;
     let mut procs = Vec::with_capacity(net.nodes.len());
     for n in &net.nodes {
@@ -519,12 +529,13 @@ async fn drive(
     let deadline = args.seconds.map(|s| started + Duration::from_secs(s));
     let mut mon = Monitor::new(nodes, start_status.height);
     let ui = Ui::new(nodes);
-    let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+    // Ctrl-C or SIGTERM end the run with a summary, like --seconds.
+    let mut ctrl_c = Box::pin(crate::shutdown_signal());
     let mut outcome: anyhow::Result<()> = Ok(());
     let mut last_plain = Instant::now();
     loop {
         tokio::select! {
-            _ = &mut ctrl_c => break,
+            () = &mut ctrl_c => break,
             () = tokio::time::sleep(MONITOR_TICK) => {}
         }
         if let Some((i, status)) = procs
@@ -565,10 +576,12 @@ async fn drive(
     // Let the followers reach the validator, then compare once more.
     eprintln!("stopping load; waiting for all nodes to reach the same height …");
     let catch_up = Instant::now() + CATCH_UP_TIMEOUT;
+    // At least one block, so that even a run of zero seconds compares something.
     let target = remote::call(validator.client.status())
         .await
         .map(|s| s.height)
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .max(1);
     while Instant::now() < catch_up {
         let mut all = true;
         for n in nodes {

@@ -217,6 +217,47 @@ fn a_validator_and_an_edge_agree_on_a_registered_device() {
         r.describe()
     );
 
+    // A transaction from a file: the hospital adds an operator key.
+    let operator = trustedge_types::Keypair::from_seed([42; 32])
+        .public()
+        .to_hex();
+    let f = dir.path().join("add-member.json");
+    std::fs::write(
+        &f,
+        format!(r#"{{"module": "orgs", "call": {{"add_member": {{"key": "{operator}", "role": "operator"}}}}}}"#),
+    )
+    .unwrap();
+    let r = run(
+        &[
+            "tx",
+            "file",
+            f.to_str().unwrap(),
+            "--node",
+            &v_url,
+            "--key",
+            admin,
+            "--wait",
+        ],
+        QUICK,
+    );
+    assert!(r.ok(), "{}", r.describe());
+    assert!(r.stdout.contains("member_added"), "{}", r.describe());
+    let r = run(
+        &[
+            "query",
+            "--node",
+            &v_url,
+            "orgs",
+            &format!("member/{operator}"),
+        ],
+        QUICK,
+    );
+    assert!(
+        r.ok() && r.stdout.contains("hospital-1"),
+        "{}",
+        r.describe()
+    );
+
     // Malformed input is an error, not a panic.
     for args in [
         vec![
