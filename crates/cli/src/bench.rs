@@ -290,7 +290,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     );
     println!("{:<44} {:>14} {:>16}", "measure", "rate", "vs batch verify");
     let row = |name: &str, r: f64, unit: &str| {
-        println!("{name:<44} {:>10.0} {unit:<4} {:>15.3}x", r, ratio(r));
+        println!("{name:<44} {:>10.0} {unit:<5} {:>14.3}x", r, ratio(r));
     };
     row(
         "ed25519 batch verification (all cores)",

@@ -25,9 +25,9 @@ pub fn keygen(out: Option<&Path>) -> anyhow::Result<()> {
     match out {
         Some(path) => {
             save(path, &key)?;
-            println!("public key: {}", key.public().to_hex());
-            println!("address:    {}", Address::of_member(&key.public()));
-            println!("as a device: {}", Address::of_device(&key.public()));
+            println!("public key:     {}", key.public().to_hex());
+            println!("address:        {}", Address::of_member(&key.public()));
+            println!("device address: {}", Address::of_device(&key.public()));
             println!("written to {}", path.display());
         }
         None => {

@@ -20,9 +20,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// TrustEdge: a permissioned ledger for the Internet of Medical Things.
+/// The command line.
 #[derive(Parser, Debug)]
-#[command(name = "trustedge", version, about, long_about = None)]
+#[command(
+    name = "trustedge",
+    version,
+    about = "TrustEdge: a permissioned ledger for the Internet of Medical Things",
+    long_about = None
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
