@@ -342,23 +342,11 @@ struct Summary {
     failed_in_blocks: BTreeMap<String, u64>,
     devices_registered: u64,
     batches_anchored: u64,
-    stats: StatsSnapshot,
+    stats: Stats,
     checks_ok: u64,
     mismatches: Vec<String>,
     final_check: Agreement,
     node_names: Vec<String>,
-}
-
-struct StatsSnapshot {
-    submitted: u64,
-    refused: BTreeMap<String, (u64, u64)>,
-    intended_failures: BTreeMap<String, u64>,
-    on_purpose: Vec<String>,
-    scenario_problems: Vec<String>,
-    scenario_done: bool,
-    admitted: Vec<String>,
-    batches_submitted: u64,
-    records_proven: u64,
 }
 
 impl Summary {
@@ -601,7 +589,6 @@ async fn drive(
     }
     mon.refresh(&validator, &shared).await;
     let final_check = agreement(nodes).await;
-    let s = shared.stats();
     Ok(Summary {
         seconds,
         chain_id: start_status.chain_id,
@@ -612,17 +599,7 @@ async fn drive(
         failed_in_blocks: mon.failed.clone(),
         devices_registered: mon.devices,
         batches_anchored: mon.batches,
-        stats: StatsSnapshot {
-            submitted: s.submitted,
-            refused: s.refused.clone(),
-            intended_failures: s.intended_failures.clone(),
-            on_purpose: s.on_purpose.clone(),
-            scenario_problems: s.scenario_problems.clone(),
-            scenario_done: s.scenario_done,
-            admitted: s.admitted.clone(),
-            batches_submitted: s.batches_submitted,
-            records_proven: s.records_proven,
-        },
+        stats: std::mem::take(&mut *shared.stats()),
         checks_ok: mon.checks_ok,
         mismatches: mon.mismatches.clone(),
         final_check,
