@@ -288,7 +288,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             ""
         }
     );
-    println!("{:<44} {:>14} {:>16}", "measure", "rate", "vs batch verify");
+    println!("{:<44} {:>16} {:>15}", "measure", "rate", "vs batch verify");
     let row = |name: &str, r: f64, unit: &str| {
         println!("{name:<44} {:>10.0} {unit:<5} {:>14.3}x", r, ratio(r));
     };
