@@ -192,9 +192,10 @@ fn print_summary(args: &InitArgs, net: &Network) {
     );
     println!("  genesis: {}", args.home.join("genesis.json").display());
     println!(
-        "  organisations: {} (admission needs {} health-authority approvals)",
+        "  organisations: {} (admitting one needs {} of {} health-authority approvals)",
         g.organisations.len(),
-        g.policy.admission_approvals
+        g.policy.admission_approvals,
+        net.health_authorities().len()
     );
     for org in &g.organisations {
         println!(
