@@ -1,0 +1,1 @@
+//! TrustEdge BFT consensus on Malachite (being written).
