@@ -222,7 +222,7 @@ impl Ledger {
         Ok(Ledger {
             store: Arc::new(store),
             runtime,
-            genesis_hash: Hash::tagged(b"trustedge/genesis/v1", &[&doc]),
+            genesis_hash: genesis.hash(),
             genesis,
             sigs: SigCache::new(config.sig_cache_capacity),
             mempool: Mutex::new(Mempool::new(config.mempool)),
