@@ -374,7 +374,17 @@ pub fn create(args: &InitArgs) -> anyhow::Result<Network> {
         } else {
             vec![upstream.clone()]
         };
-        write_config(n, upstream)?;
+        // Every validator pushes the transactions it admits to every other validator.
+        let gossip_peers = if n.role == NodeRole::Validator {
+            nodes
+                .iter()
+                .filter(|o| o.role == NodeRole::Validator && o.name != n.name)
+                .map(|o| o.url.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        write_config(n, upstream, gossip_peers)?;
     }
     Ok(Network {
         genesis,
@@ -383,11 +393,16 @@ pub fn create(args: &InitArgs) -> anyhow::Result<Network> {
     })
 }
 
-fn write_config(n: &NodeHome, upstream: Vec<String>) -> anyhow::Result<()> {
+fn write_config(
+    n: &NodeHome,
+    upstream: Vec<String>,
+    gossip_peers: Vec<String>,
+) -> anyhow::Result<()> {
     let listen = n.url.trim_start_matches("http://");
     let mut config = NodeConfig::new(&n.name, n.role, listen, &n.url);
     config.key_path = Some(PathBuf::from("key.json"));
     config.upstream = upstream;
+    config.gossip_peers = gossip_peers;
     if n.home.join(trustedge_node::config::CONFIG_FILE).exists() {
         anyhow::bail!(
             "{} has a config.toml already; refusing to overwrite it",

@@ -191,6 +191,21 @@ impl Client {
         self.post_json("/v1/txs/batch", &body).await
     }
 
+    /// `POST /v1/txs/batch` of a body already written as JSON (`{"txs": ["<hex>", …]}`),
+    /// marked as gossip ([`crate::gossip::GOSSIP_HEADER`]) so that the receiver does not
+    /// push it on.
+    pub async fn submit_gossip(&self, body: Vec<u8>) -> Result<SubmitBatchResponse, ClientError> {
+        let url = self.url_of("/v1/txs/batch");
+        let req = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(crate::gossip::GOSSIP_HEADER, "1")
+            .body(body);
+        let resp = self.send(req, &url).await?;
+        decode_json(resp, &url).await
+    }
+
     /// `GET /v1/txs/{hash}`; an unknown transaction is [`TxStatus::Unknown`].
     pub async fn tx_status(&self, hash: &Hash) -> Result<TxStatus, ClientError> {
         match self.get_json(&format!("/v1/txs/{hash}"), &[]).await {

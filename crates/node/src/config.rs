@@ -12,6 +12,7 @@ use trustedge_types::tx::MAX_TX_BYTES;
 use trustedge_types::{Address, Keypair, PublicKey};
 
 use crate::NodeError;
+use crate::gossip::GossipLimits;
 
 /// Name of the configuration file inside the home directory.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -114,6 +115,14 @@ pub struct NodeConfig {
     /// Mempool bounds.
     #[serde(default)]
     pub mempool: MempoolLimits,
+    /// API URLs of the other validators: transactions admitted here are pushed to them
+    /// (see [`crate::gossip`]). `init` fills it for validators; a node with gossip peers does
+    /// not forward to its `upstream`, since gossip reaches every validator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gossip_peers: Vec<String>,
+    /// Gossip bounds.
+    #[serde(default)]
+    pub gossip: GossipLimits,
 }
 
 mod defaults {
@@ -166,6 +175,8 @@ impl NodeConfig {
             upstream_timeout_ms: defaults::upstream_timeout_ms(),
             max_request_bytes: defaults::max_request_bytes(),
             mempool: MempoolLimits::default(),
+            gossip_peers: Vec::new(),
+            gossip: GossipLimits::default(),
         }
     }
 
@@ -236,6 +247,8 @@ impl NodeConfig {
                 "mempool.max_txs must be positive and mempool.max_bytes at least {MAX_TX_BYTES}"
             ));
         }
+        crate::gossip::check_peers(&self.gossip_peers, &self.api_url)?;
+        self.gossip.validate(self.max_request_bytes)?;
         if self.role == Role::Validator && self.key_path.is_none() {
             return Err("a validator needs key_path".into());
         }

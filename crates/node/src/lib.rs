@@ -8,6 +8,7 @@
 //! - [`follower`]: edge and cloud nodes fetch finalised blocks from an upstream node and
 //!   commit them after checking certificate and state root; transactions they receive are
 //!   checked locally and forwarded.
+//! - [`gossip`]: transactions admitted by one validator are pushed to the others.
 //! - [`client`]: a typed client of the API, for the CLI, followers and tests.
 //! - [`node`]: [`run_node`] / [`start_node`] put it together.
 //!
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod config;
 mod error;
 pub mod follower;
+pub mod gossip;
 pub mod metrics;
 pub mod node;
 pub mod sealer;

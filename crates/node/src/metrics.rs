@@ -31,6 +31,125 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
+/// Labels of a gossip peer and why something happened.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerReasonLabels {
+    /// The peer's API URL (one of the configured `gossip_peers`).
+    pub peer: String,
+    /// A reason from a fixed set, or a stable error code.
+    pub reason: String,
+}
+
+/// Label of a gossip peer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabel {
+    /// The peer's API URL (one of the configured `gossip_peers`).
+    pub peer: String,
+}
+
+/// Metrics of mempool gossip ([`crate::gossip`]).
+#[derive(Default)]
+pub struct GossipMetrics {
+    /// Transactions queued for a peer.
+    pub txs_queued: Family<PeerLabel, Counter>,
+    /// Transactions a peer admitted.
+    pub txs_sent: Family<PeerLabel, Counter>,
+    /// Transactions a peer refused for good, by its code (`duplicate`, `replayed_nonce`, …).
+    pub txs_refused: Family<PeerReasonLabels, Counter>,
+    /// Pushes retried, by reason (`full`, `busy`, `unreachable`, `error`, `bad_response`).
+    pub retries: Family<PeerReasonLabels, Counter>,
+    /// Transactions not delivered to a peer, by reason (`queue_full`, `gave_up_*`,
+    /// `refused_batch`).
+    pub txs_dropped: Family<PeerReasonLabels, Counter>,
+    /// Transactions waiting for a peer.
+    pub queue_txs: Family<PeerLabel, Gauge>,
+    /// Transactions received by gossip.
+    pub txs_received: Counter,
+    /// Of which admitted here.
+    pub txs_received_accepted: Counter,
+}
+
+/// Codes a peer may answer that are kept as label values; others become `other`, so that a
+/// misbehaving peer cannot create unbounded series.
+const KNOWN_CODES: &[&str] = &[
+    "malformed",
+    "malformed_call",
+    "unknown_module",
+    "bad_signature",
+    "unknown_signer",
+    "revoked_signer",
+    "suspended_signer",
+    "replayed_nonce",
+    "duplicate",
+    "already_committed",
+    "too_large",
+    "wrong_chain_id",
+    "expired",
+    "mempool_full",
+    "storage",
+    "internal",
+    "empty_item",
+];
+
+impl GossipMetrics {
+    fn labels(peer: &str, reason: &str) -> PeerReasonLabels {
+        PeerReasonLabels {
+            peer: peer.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn peer(peer: &str) -> PeerLabel {
+        PeerLabel {
+            peer: peer.to_string(),
+        }
+    }
+
+    /// `n` transactions queued for `peer`, whose queue now holds `len`.
+    pub fn queued(&self, peer: &str, n: u64, len: usize) {
+        self.txs_queued.get_or_create(&Self::peer(peer)).inc_by(n);
+        self.queue_len(peer, len);
+    }
+
+    /// The queue of `peer` holds `len` transactions.
+    pub fn queue_len(&self, peer: &str, len: usize) {
+        self.queue_txs
+            .get_or_create(&Self::peer(peer))
+            .set(i64::try_from(len).unwrap_or(i64::MAX));
+    }
+
+    /// `n` transactions admitted by `peer`.
+    pub fn sent(&self, peer: &str, n: u64) {
+        self.txs_sent.get_or_create(&Self::peer(peer)).inc_by(n);
+    }
+
+    /// One transaction refused for good by `peer` with `code`.
+    pub fn refused(&self, peer: &str, code: &str) {
+        let code = if KNOWN_CODES.contains(&code) {
+            code
+        } else {
+            "other"
+        };
+        self.txs_refused
+            .get_or_create(&Self::labels(peer, code))
+            .inc();
+    }
+
+    /// One push to `peer` retried for `reason`.
+    pub fn retry(&self, peer: &str, reason: &str) {
+        self.retries
+            .get_or_create(&Self::labels(peer, reason))
+            .inc();
+    }
+
+    /// `n` transactions not delivered to `peer` for `reason`.
+    pub fn dropped(&self, peer: &str, reason: &str, n: u64) {
+        self.txs_dropped
+            .get_or_create(&Self::labels(peer, reason))
+            .inc_by(n);
+    }
+}
+
 /// The node's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -60,6 +179,8 @@ pub struct Metrics {
     pub chain_errors: Counter,
     /// HTTP requests by method, route and status.
     pub http_requests: Family<HttpLabels, Counter>,
+    /// Mempool gossip.
+    pub gossip: GossipMetrics,
 }
 
 impl Default for Metrics {
@@ -87,6 +208,7 @@ impl Metrics {
             commit_duration_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
             chain_errors: Counter::default(),
             http_requests: Family::default(),
+            gossip: GossipMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -150,6 +272,47 @@ impl Metrics {
             "http_requests",
             "HTTP requests by method, route and status",
             m.http_requests.clone(),
+        );
+        let g = &m.gossip;
+        r.register(
+            "gossip_txs_queued",
+            "Transactions queued for a gossip peer",
+            g.txs_queued.clone(),
+        );
+        r.register(
+            "gossip_txs_sent",
+            "Transactions a gossip peer admitted",
+            g.txs_sent.clone(),
+        );
+        r.register(
+            "gossip_txs_refused",
+            "Transactions a gossip peer refused for good, by its code",
+            g.txs_refused.clone(),
+        );
+        r.register(
+            "gossip_retries",
+            "Gossip pushes retried, by reason (full, busy, unreachable, error, bad_response)",
+            g.retries.clone(),
+        );
+        r.register(
+            "gossip_txs_dropped",
+            "Transactions not delivered to a gossip peer, by reason",
+            g.txs_dropped.clone(),
+        );
+        r.register(
+            "gossip_queue_txs",
+            "Transactions waiting for a gossip peer",
+            g.queue_txs.clone(),
+        );
+        r.register(
+            "gossip_txs_received",
+            "Transactions received by gossip",
+            g.txs_received.clone(),
+        );
+        r.register(
+            "gossip_txs_received_accepted",
+            "Transactions received by gossip and admitted here",
+            g.txs_received_accepted.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -19,6 +19,7 @@ use crate::api::{self, ApiContext};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{NodeConfig, Role, load_key, read_small};
 use crate::follower::{Follower, Forwarder};
+use crate::gossip::Gossip;
 use crate::metrics::Metrics;
 use crate::sealer::{Sealer, check_can_seal};
 
@@ -97,6 +98,7 @@ pub struct RunningNode {
     stop: watch::Sender<bool>,
     server: JoinHandle<Result<(), NodeError>>,
     worker: JoinHandle<()>,
+    gossip: Option<JoinHandle<()>>,
 }
 
 impl RunningNode {
@@ -131,6 +133,10 @@ impl RunningNode {
         // Receivers may be gone if a task already ended; there is nothing to tell then.
         let _ = self.stop.send(true);
         let worker = self.worker.await;
+        if let Some(g) = self.gossip {
+            // Gossip senders only stop; a failed one has nothing left to report.
+            let _ = g.await;
+        }
         let server = self.server.await;
         worker.map_err(|e| NodeError::Task {
             task: "sealer/follower",
@@ -206,6 +212,14 @@ pub async fn start_with_config(
 
     let (stop, stop_rx) = watch::channel(false);
     let timeout = Duration::from_millis(config.upstream_timeout_ms);
+    let gossip = (!config.gossip_peers.is_empty()).then(|| {
+        Gossip::new(
+            &config.gossip_peers,
+            config.gossip,
+            timeout,
+            metrics.clone(),
+        )
+    });
     let (forward, sync, worker) = match (mode, key) {
         (Mode::Sealer, Some(key)) => {
             let sealer = Sealer::new(
@@ -227,9 +241,12 @@ pub async fn start_with_config(
                 metrics.clone(),
             );
             let sync = follower.sync_handle();
-            let forward = Forwarder::new(&config.upstream, timeout);
+            // Gossip reaches every validator, the upstream included: no forwarding then.
+            let forward = gossip
+                .is_none()
+                .then(|| Forwarder::new(&config.upstream, timeout));
             (
-                Some(forward),
+                forward,
                 Some(sync),
                 tokio::spawn(follower.run(stop_rx.clone())),
             )
@@ -244,8 +261,10 @@ pub async fn start_with_config(
         mode,
         forward,
         sync,
+        gossip: gossip.clone(),
         max_request_bytes: config.max_request_bytes,
     });
+    let gossip_task = gossip.as_ref().map(|g| g.start(stop_rx.clone()));
     let mut server_stop = stop_rx;
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -261,6 +280,7 @@ pub async fn start_with_config(
         role = %config.role,
         mode = ?mode,
         api = %local_addr,
+        gossip_peers = config.gossip_peers.len(),
         chain = %ledger.chain_id(),
         "node started"
     );
@@ -272,6 +292,7 @@ pub async fn start_with_config(
         stop,
         server,
         worker,
+        gossip: gossip_task,
     })
 }
 
@@ -287,6 +308,9 @@ pub async fn run_node(home: &Path, shutdown: impl Future<Output = ()>) -> Result
         r = &mut node.server => {
             let _ = node.stop.send(true);
             let _ = (&mut node.worker).await;
+            if let Some(g) = node.gossip.take() {
+                let _ = g.await;
+            }
             r.map_err(|e| NodeError::Task { task: "api", message: e.to_string() })?
         }
     }

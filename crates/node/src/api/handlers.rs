@@ -1,6 +1,7 @@
 //! The route handlers.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -22,6 +23,7 @@ use super::types::{
     StatusResponse, SubmitBatchRequest, SubmitBatchResponse, SubmitTxHex, SubmitTxResponse,
 };
 use super::{ApiState, with_content_type};
+use crate::gossip::{self, GossipTx};
 
 /// Longest raw state key accepted by `GET /v1/state`.
 const MAX_STATE_KEY_BYTES: usize = 1024;
@@ -98,6 +100,9 @@ async fn submit_one(
     let tx = extract::tx_from_body(kind, &bytes)?;
     let local_tx = tx.clone();
     let local = st.ledger(move |l| Ok(l.submit(local_tx))).await?;
+    if let (Ok(id), Some(g)) = (&local, &st.ctx.gossip) {
+        g.push(&[GossipTx::new(*id, hex::encode(tx.to_bytes()))]);
+    }
     match &st.ctx.forward {
         None => local.map_err(ApiError::from),
         // Admitted here (now, or by an earlier submission whose forwarding failed): forward.
@@ -136,7 +141,9 @@ fn forwardable(local: &Result<Hash, SubmitError>) -> bool {
 /// Submit many transactions (load generation).
 ///
 /// Signatures are verified in one parallel batch. The answer has one item per transaction,
-/// in order: `{"hash"}` if accepted, `{"error": {"code","message"}}` if not.
+/// in order: `{"hash"}` if accepted, `{"error": {"code","message"}}` if not. A batch with the
+/// header `x-trustedge-gossip` comes from another validator's gossip: it is admitted here
+/// and neither forwarded nor pushed on.
 #[utoipa::path(
     post, path = "/v1/txs/batch", tag = "transactions",
     request_body = SubmitBatchRequest,
@@ -148,10 +155,12 @@ fn forwardable(local: &Result<Hash, SubmitError>) -> bool {
 )]
 pub(crate) async fn submit_batch(
     State(st): State<ApiState>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SubmitBatchResponse>, ApiError> {
+    let from_gossip = gossip::is_gossip(&headers);
     let bytes = extract::body(body)?;
-    let req: SubmitBatchRequest = serde_json::from_slice(&bytes).map_err(|e| {
+    let mut req: SubmitBatchRequest = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::malformed(format!("body is not {{\"txs\": [\"<hex>\", …]}}: {e}"))
     })?;
     if req.txs.len() > MAX_BATCH_TXS {
@@ -161,7 +170,11 @@ pub(crate) async fn submit_batch(
         )));
     }
     let m = &st.ctx.metrics;
-    m.txs_submitted.inc_by(req.txs.len() as u64);
+    if from_gossip {
+        m.gossip.txs_received.inc_by(req.txs.len() as u64);
+    } else {
+        m.txs_submitted.inc_by(req.txs.len() as u64);
+    }
     let mut results: Vec<Option<Result<Hash, ApiError>>> = Vec::with_capacity(req.txs.len());
     let mut decoded: Vec<(usize, SignedTx)> = Vec::new();
     for (i, hex_tx) in req.txs.iter().enumerate() {
@@ -175,10 +188,29 @@ pub(crate) async fn submit_batch(
     }
     let txs: Vec<SignedTx> = decoded.iter().map(|(_, t)| t.clone()).collect();
     let local = st.ledger(move |l| Ok(l.submit_batch(txs))).await?;
+    if let Some(g) = &st.ctx.gossip
+        && !from_gossip
+    {
+        let admitted: Vec<Arc<GossipTx>> = decoded
+            .iter()
+            .zip(&local)
+            .filter_map(|((i, _), r)| {
+                let id = r.as_ref().ok()?;
+                // It decoded, so after trimming it is plain hex.
+                let hex = std::mem::take(&mut req.txs[*i]);
+                let hex = hex.trim();
+                Some(GossipTx::new(
+                    *id,
+                    hex.strip_prefix("0x").unwrap_or(hex).to_string(),
+                ))
+            })
+            .collect();
+        g.push(&admitted);
+    }
     let mut to_forward: Vec<(usize, SignedTx)> = Vec::new();
     for ((i, tx), r) in decoded.into_iter().zip(local) {
         match &st.ctx.forward {
-            Some(_) if forwardable(&r) => to_forward.push((i, tx)),
+            Some(_) if forwardable(&r) && !from_gossip => to_forward.push((i, tx)),
             _ => results[i] = Some(r.map_err(ApiError::from)),
         }
     }
@@ -219,7 +251,9 @@ pub(crate) async fn submit_batch(
             }
             Err(e) => {
                 rejected += 1;
-                m.rejected(e.code());
+                if !from_gossip {
+                    m.rejected(e.code());
+                }
                 items.push(BatchItem {
                     hash: None,
                     error: Some(e.body),
@@ -227,7 +261,11 @@ pub(crate) async fn submit_batch(
             }
         }
     }
-    m.txs_accepted.inc_by(accepted as u64);
+    if from_gossip {
+        m.gossip.txs_received_accepted.inc_by(accepted as u64);
+    } else {
+        m.txs_accepted.inc_by(accepted as u64);
+    }
     Ok(Json(SubmitBatchResponse {
         results: items,
         accepted,

@@ -26,6 +26,7 @@ use trustedge_chain::Ledger;
 
 use crate::config::Role;
 use crate::follower::{Forwarder, SyncHandle};
+use crate::gossip::Gossip;
 use crate::metrics::Metrics;
 pub use error::{ApiError, ErrorBody};
 use types::Mode;
@@ -80,6 +81,8 @@ pub struct ApiContext {
     pub forward: Option<Forwarder>,
     /// A follower's view of its upstream.
     pub sync: Option<SyncHandle>,
+    /// Where transactions admitted here are pushed (nodes with `gossip_peers`).
+    pub gossip: Option<Arc<Gossip>>,
     /// Largest request body.
     pub max_request_bytes: usize,
 }

@@ -14,6 +14,7 @@ mod common;
 mod docs_metrics;
 mod follower;
 mod fuzz;
+mod gossip;
 mod proofs;
 mod refusals;
 mod submit;
