@@ -69,7 +69,7 @@ fn run(state: &mut MemState, height: u64, signer: &Keypair, payload: Payload) {
     );
     let r = b.apply(&tx, tx.hash(), true).unwrap().clone();
     assert!(r.is_success(), "{r:?}");
-    let out = b.finish();
+    let out = b.finish().unwrap();
     state.apply(&out.writes);
 }
 

@@ -13,8 +13,8 @@ use trustedge_store::{EventCursor, EventFilter, EventPage, PreparedState, Store,
 use trustedge_types::block::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS};
 use trustedge_types::merkle::{MerkleTree, root_of};
 use trustedge_types::{
-    Address, Block, BlockHeader, CommitCertificate, Hash, Height, PublicKey, SignedTx, TxResult,
-    ValidatorSet, codec,
+    Address, Block, BlockHeader, CommitCertificate, Event, Hash, Height, PublicKey, SignedTx,
+    TxResult, ValidatorSet, codec,
 };
 
 use crate::mempool::{Mempool, MempoolConfig, MempoolError};
@@ -171,6 +171,7 @@ pub enum TxStatus {
 struct Executed {
     tx_ids: Vec<Hash>,
     results: Vec<TxResult>,
+    block_events: Vec<Event>,
     writes: StateWrites,
     prepared: PreparedState,
 }
@@ -305,6 +306,36 @@ impl Ledger {
             .ok_or_else(|| LedgerError::NotFound("validator set in state".into()))
     }
 
+    /// The validator set that must sign block `height`: by the genesis module's invariant,
+    /// the validator-set key in the state after block `height - 1` (the genesis state for
+    /// height 1). Known for every height up to the next one (`latest + 1`); later sets may
+    /// still change and are [`LedgerError::NotFound`], as is height 0 (no block).
+    pub fn validator_set_at(&self, height: Height) -> Result<ValidatorSet, LedgerError> {
+        let Some(state_height) = height.checked_sub(1) else {
+            return Err(LedgerError::NotFound(
+                "validator set of height 0: there is no block 0".into(),
+            ));
+        };
+        let latest = self.store.latest_height()?;
+        if state_height > latest {
+            return Err(LedgerError::NotFound(format!(
+                "validator set of height {height}: only heights up to {} are known",
+                latest.saturating_add(1)
+            )));
+        }
+        let bytes = self
+            .store
+            .get_at(&genesis::validator_set_key(), state_height)?
+            .ok_or_else(|| {
+                LedgerError::NotFound(format!("validator set in the state of {state_height}"))
+            })?;
+        codec::decode(&bytes, usize::MAX).map_err(|e| {
+            LedgerError::State(StateError(format!(
+                "undecodable validator set at height {state_height}: {e}"
+            )))
+        })
+    }
+
     // ---------------------------------------------------------------- submission
 
     /// Admits one transaction into the mempool. Returns its id.
@@ -398,7 +429,7 @@ impl Ledger {
                 Err(ExecError::Storage(e)) => return Err(BlockError::State(e)),
             }
         }
-        let exec = builder.finish();
+        let exec = builder.finish()?;
         drop(snap);
         let prepared = self.store.prepare_state(parent_height, &exec.writes)?;
         let header = BlockHeader {
@@ -424,6 +455,7 @@ impl Ledger {
             Executed {
                 tx_ids,
                 results: exec.results,
+                block_events: exec.block_events,
                 writes: exec.writes,
                 prepared,
             },
@@ -496,10 +528,15 @@ impl Ledger {
                 block.txs.len()
             ));
         }
+        // The set that signs this height; `snap` is the parent's state, so this is also
+        // what `validator_set_at(h.height)` reads.
         let validators = genesis::validator_set(&snap)?
             .ok_or_else(|| BlockError::Invalid("no validator set in state".into()))?;
         if h.validator_set_hash != validators.hash() {
-            return inv("validator_set_hash is not the current validator set".into());
+            return inv(format!(
+                "validator_set_hash is not the hash of the validator set of height {}",
+                h.height
+            ));
         }
         if validators.get(&h.proposer).is_none() {
             return inv(format!("proposer {} is not a validator", h.proposer));
@@ -520,7 +557,7 @@ impl Ledger {
         for ((tx, id), ok) in block.txs.iter().zip(&tx_ids).zip(sig_ok) {
             builder.apply(tx, *id, ok)?;
         }
-        let exec = builder.finish();
+        let exec = builder.finish()?;
         drop(snap);
         if TxResult::root_of(&exec.results) != h.results_root {
             return inv("results_root does not match execution".into());
@@ -535,6 +572,7 @@ impl Ledger {
         Ok(Executed {
             tx_ids,
             results: exec.results,
+            block_events: exec.block_events,
             writes: exec.writes,
             prepared,
         })
@@ -548,9 +586,16 @@ impl Ledger {
         cert: &CommitCertificate,
     ) -> Result<CommitInfo, BlockError> {
         let hash = block.hash();
+        // The set of the block's own height, not the latest state's: the two differ once a
+        // scheduled change has applied, and a set fixed by committed state cannot change
+        // under a concurrent commit.
         let validators = self
-            .validator_set()
-            .map_err(|e| BlockError::Invalid(format!("validator set: {e}")))?;
+            .validator_set_at(block.header.height)
+            .map_err(|e| match e {
+                LedgerError::Store(s) => BlockError::Store(s),
+                LedgerError::State(s) => BlockError::State(s),
+                other => BlockError::Invalid(format!("validator set: {other}")),
+            })?;
         cert.verify(&block.header, &validators)
             .map_err(|e| BlockError::BadCertificate(e.to_string()))?;
         let _g = lock(&self.commit_lock);
@@ -560,11 +605,12 @@ impl Ledger {
             None => self.execute_received(block)?,
         };
         let failed = executed.results.iter().filter(|r| !r.is_success()).count();
-        self.store.commit_block(
+        self.store.commit_block_with_events(
             block,
             &executed.tx_ids,
             cert,
             &executed.results,
+            &executed.block_events,
             &executed.writes,
             executed.prepared,
         )?;

@@ -7,7 +7,7 @@
 //!
 //! | module | state it owns | calls |
 //! |---|---|---|
-//! | [`genesis`] (`genesis`) | chain id, governance policy, validator set | none yet |
+//! | [`genesis`] (`genesis`) | chain id, governance policy, validator set, validator-set changes | propose / approve validator change |
 //! | [`orgs`] (`orgs`) | organisations, member keys, admission proposals | admission, members, keys, suspension |
 //! | [`devices`] (`devices`) | devices under their pseudonymous addresses | register, suspend, reinstate, revoke |
 //! | [`anchor`] (`anchor`) | Merkle roots of record batches held at the edge | anchor_batch |
@@ -40,6 +40,7 @@ pub use devices::{
 pub use error::{AnchorError, GenesisError};
 pub use genesis::{
     ChainInfo, Genesis, GenesisCall, GenesisMember, GenesisModule, GenesisOrg, GovernancePolicy,
+    ScheduledValidatorChange, VALIDATOR_CHANGE_DELAY, ValidatorChange, ValidatorChangeProposal,
     validator_set,
 };
 pub use identity::LedgerIdentity;

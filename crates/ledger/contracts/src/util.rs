@@ -113,7 +113,8 @@ pub fn page(
 ///
 /// Keys are never reused: a signature must be attributable to one identity for the whole life
 /// of the ledger, so a key that was ever a member, a device, a validator, or is reserved by
-/// a pending admission proposal cannot be registered again.
+/// a pending admission proposal or a pending or scheduled validator addition cannot be
+/// registered again.
 pub fn key_in_use(state: &dyn StateRead, key: &PublicKey) -> Result<Option<String>, StateError> {
     if let Some(m) = orgs::member(state, key)? {
         return Ok(Some(format!(
@@ -128,6 +129,9 @@ pub fn key_in_use(state: &dyn StateRead, key: &PublicKey) -> Result<Option<Strin
         && set.validators.iter().any(|v| v.public_key == *key)
     {
         return Ok(Some(format!("key {key} is a validator key")));
+    }
+    if let Some(why) = genesis::validator_key_reserved(state, key)? {
+        return Ok(Some(why));
     }
     if let Some(p) = orgs::pending_proposals(state)?
         .into_iter()

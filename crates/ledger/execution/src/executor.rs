@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use trustedge_types::{Hash, Height, PublicKey, SignedTx, TxOutcome, TxResult, TypesError};
+use trustedge_types::{Event, Hash, Height, PublicKey, SignedTx, TxOutcome, TxResult, TypesError};
 
 use crate::identity::{IdentityResolver, Inactive, Principal};
-use crate::module::{DynModule, Module, TxContext, TxError, module_key, read_value};
+use crate::module::{BlockContext, DynModule, Module, TxContext, TxError, module_key, read_value};
 use crate::state::{StateError, StateRead, StateWrites, WriteOverlay};
 
 /// Reserved namespace of the executor itself (nonces). No module may use this name.
@@ -238,12 +238,20 @@ fn nonce_key(key: &PublicKey) -> Vec<u8> {
     module_key(SYS_NAMESPACE, &k)
 }
 
+/// Kind of the event the executor records when a module's end-of-block hook fails.
+pub const END_BLOCK_FAILED: &str = "end_block_failed";
+
 /// What executing a block produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockExecution {
     /// One result per transaction, in order.
     pub results: Vec<TxResult>,
-    /// All state writes of the block.
+    /// Events of the modules' end-of-block hooks, in module-name order. They are not
+    /// covered by the header's `results_root` (which stays over the transactions' results);
+    /// what they report is covered by `state_root`, since a hook only emits events about
+    /// state it writes. The store indexes them at transaction index `u32::MAX`.
+    pub block_events: Vec<Event>,
+    /// All state writes of the block, end-of-block writes included.
     pub writes: StateWrites,
 }
 
@@ -333,11 +341,155 @@ impl BlockBuilder<'_, '_> {
         Ok(&self.results[index])
     }
 
-    /// Ends the block.
-    pub fn finish(self) -> BlockExecution {
-        BlockExecution {
-            results: self.results,
-            writes: self.overlay.into_writes(),
+    /// Ends the block: runs every module's end-of-block hook ([`Module::end_block`]) in
+    /// module-name order on the state after the transactions, then returns everything the
+    /// block wrote. Deterministic: the order is fixed and hooks see only state and the
+    /// block's height and time. Fails only if the state backend fails.
+    pub fn finish(mut self) -> Result<BlockExecution, ExecError> {
+        let mut block_events = Vec::new();
+        for module in self.runtime.modules.values() {
+            let mut hook_overlay = WriteOverlay::new(&self.overlay);
+            let mut ctx = BlockContext::new(
+                &self.runtime.chain_id,
+                self.env.height,
+                self.env.time_ms,
+                module.name(),
+                &mut hook_overlay,
+            );
+            let outcome = module.end_block(&mut ctx);
+            let events = ctx.into_events();
+            match outcome {
+                Ok(()) => {
+                    let writes = hook_overlay.into_writes();
+                    self.overlay.absorb(writes);
+                    block_events.extend(events);
+                }
+                Err(TxError::Storage(e)) => return Err(ExecError::Storage(e)),
+                // Dropping the hook's overlay discards its writes and events.
+                Err(e) => block_events.push(
+                    Event::new(SYS_NAMESPACE, END_BLOCK_FAILED)
+                        .with("module", module.name())
+                        .with("code", e.code())
+                        .with("message", e),
+                ),
+            }
         }
+        Ok(BlockExecution {
+            results: self.results,
+            block_events,
+            writes: self.overlay.into_writes(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use borsh::{BorshDeserialize, BorshSerialize};
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+    use crate::identity::Access;
+    use crate::{MemState, QueryError};
+
+    struct Nobody;
+    impl IdentityResolver for Nobody {
+        fn resolve(
+            &self,
+            _: &dyn StateRead,
+            _: &PublicKey,
+        ) -> Result<Result<Principal, Inactive>, StateError> {
+            Ok(Err(Inactive::Unknown))
+        }
+    }
+
+    #[derive(Clone, Debug, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+    enum NoCall {
+        Nothing,
+    }
+
+    /// Counts blocks in its state; fails its hook at heights divisible by `fail_every`.
+    struct Counter {
+        fail_every: u64,
+    }
+    const COUNTER: &str = "counter";
+
+    impl Module for Counter {
+        type Call = NoCall;
+        const NAME: &'static str = COUNTER;
+        fn access(&self, _: &NoCall) -> Access {
+            Access::Devices { classes: &[] }
+        }
+        fn execute(&self, _: &mut TxContext<'_, '_>, _: NoCall) -> Result<(), TxError> {
+            Ok(())
+        }
+        fn query(
+            &self,
+            _: &dyn StateRead,
+            _: &str,
+            _: &BTreeMap<String, String>,
+        ) -> Result<serde_json::Value, QueryError> {
+            Ok(serde_json::Value::Null)
+        }
+        fn call_kinds(&self) -> &'static [&'static str] {
+            &[]
+        }
+        fn end_block(&self, ctx: &mut BlockContext<'_, '_>) -> Result<(), TxError> {
+            let n: u64 = ctx.get(b"n")?.unwrap_or(0);
+            ctx.put(b"n", &(n + 1))?;
+            ctx.emit("counted", &[("n", (n + 1).to_string())])?;
+            if ctx.height.is_multiple_of(self.fail_every) {
+                return Err(TxError::Conflict("refusing this height".into()));
+            }
+            Ok(())
+        }
+    }
+
+    fn run(rt: &Runtime, state: &mut MemState, height: Height) -> BlockExecution {
+        let b = rt.begin_block(
+            &*state,
+            BlockEnv {
+                height,
+                time_ms: height,
+            },
+        );
+        let out = b.finish().unwrap();
+        state.apply(&out.writes);
+        out
+    }
+
+    #[test]
+    fn end_block_hooks_write_their_namespace_and_failures_are_recorded() {
+        let mut rt = Runtime::new("c", Arc::new(Nobody));
+        rt.register(Counter { fail_every: 3 }).unwrap();
+        let mut state = MemState::default();
+        let key = module_key(COUNTER, b"n");
+        let one = run(&rt, &mut state, 1);
+        assert_eq!(one.block_events.len(), 1);
+        assert_eq!(one.block_events[0].attr("n"), Some("1"));
+        assert!(one.results.is_empty());
+        assert_eq!(one.writes.len(), 1);
+        assert!(one.writes.contains_key(&key));
+        run(&rt, &mut state, 2);
+        // height 3: the hook fails, so its write and event are dropped and the failure is
+        // recorded instead
+        let three = run(&rt, &mut state, 3);
+        assert!(three.writes.is_empty());
+        assert_eq!(three.block_events.len(), 1);
+        let e = &three.block_events[0];
+        assert_eq!(
+            (e.module.as_str(), e.kind.as_str()),
+            ("sys", END_BLOCK_FAILED)
+        );
+        assert_eq!(e.attr("module"), Some(COUNTER));
+        assert_eq!(e.attr("code"), Some("conflict"));
+        assert_eq!(read_value::<u64>(&state, &key).unwrap(), Some(2));
+        // the same inputs give the same outputs
+        let mut again = MemState::default();
+        for h in 1..=3 {
+            run(&rt, &mut again, h);
+        }
+        assert_eq!(again, state);
     }
 }

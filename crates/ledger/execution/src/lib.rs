@@ -21,13 +21,18 @@
 //!    a transaction-scoped overlay. Success applies its writes and events; a typed failure
 //!    ([`TxError`]) is recorded with its reason and applies nothing but the nonce, so that
 //!    the same signed transaction can never run twice.
+//! 3. *End of block* ([`BlockBuilder::finish`]): after the last transaction, every module's
+//!    [`Module::end_block`] hook runs in name order, so that changes scheduled for a height
+//!    (a validator-set change) take effect at exactly that height on every node.
 
 pub mod executor;
 pub mod identity;
 pub mod module;
 pub mod state;
 
-pub use executor::{AdmissionError, BlockBuilder, BlockEnv, BlockExecution, ExecError, Runtime};
+pub use executor::{
+    AdmissionError, BlockBuilder, BlockEnv, BlockExecution, END_BLOCK_FAILED, ExecError, Runtime,
+};
 pub use identity::{Access, DeviceClass, IdentityResolver, OrgKind, Principal, Role};
-pub use module::{DynModule, Module, QueryError, TxContext, TxError};
+pub use module::{BlockContext, DynModule, Module, QueryError, TxContext, TxError};
 pub use state::{Entries, MemState, StateError, StateRead, StateWrites, WriteOverlay};

@@ -212,6 +212,111 @@ impl<'a, 'b> TxContext<'a, 'b> {
     }
 }
 
+/// Most events one module's end-of-block hook may emit.
+pub const MAX_EVENTS_PER_END_BLOCK: usize = 64;
+
+/// Everything a module sees in its end-of-block hook ([`Module::end_block`]): the block's
+/// height and time and the state after all of the block's transactions. Writes go to the
+/// module's own namespace only, as a transaction's do.
+pub struct BlockContext<'a, 'b> {
+    /// Chain id.
+    pub chain_id: &'a str,
+    /// Height of the block that is ending.
+    pub height: Height,
+    /// Block time, Unix milliseconds.
+    pub time_ms: u64,
+    module: &'static str,
+    state: &'a mut WriteOverlay<'b>,
+    events: Vec<Event>,
+}
+
+impl<'a, 'b> BlockContext<'a, 'b> {
+    pub(crate) fn new(
+        chain_id: &'a str,
+        height: Height,
+        time_ms: u64,
+        module: &'static str,
+        state: &'a mut WriteOverlay<'b>,
+    ) -> Self {
+        BlockContext {
+            chain_id,
+            height,
+            time_ms,
+            module,
+            state,
+            events: Vec::new(),
+        }
+    }
+
+    pub(crate) fn into_events(self) -> Vec<Event> {
+        self.events
+    }
+
+    /// The full state key of `key` in this module's namespace.
+    pub fn key(&self, key: &[u8]) -> Vec<u8> {
+        module_key(self.module, key)
+    }
+
+    /// Reads and decodes a value of this module.
+    pub fn get<T: BorshDeserialize>(&self, key: &[u8]) -> Result<Option<T>, TxError> {
+        read_value(&*self.state, &self.key(key)).map_err(TxError::Storage)
+    }
+
+    /// Encodes and stores a value of this module.
+    pub fn put<T: BorshSerialize>(&mut self, key: &[u8], value: &T) -> Result<(), TxError> {
+        let bytes = codec::encode(value);
+        if bytes.len() > MAX_VALUE_BYTES {
+            return Err(TxError::Invalid(format!(
+                "value of {} bytes exceeds the limit of {MAX_VALUE_BYTES}",
+                bytes.len()
+            )));
+        }
+        let k = self.key(key);
+        self.state.put(k, bytes);
+        Ok(())
+    }
+
+    /// Deletes a value of this module.
+    pub fn delete(&mut self, key: &[u8]) {
+        let k = self.key(key);
+        self.state.delete(k);
+    }
+
+    /// This module's entries whose key starts with `prefix`, in key order, at most `limit`.
+    /// Returned keys are relative to the module.
+    pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Entries, TxError> {
+        let lower = self.key(prefix);
+        let upper = prefix_end(&lower);
+        let strip = self.module.len() + 1;
+        Ok(self
+            .state
+            .scan(&lower, &upper, false, limit)?
+            .into_iter()
+            .map(|(k, v)| (k[strip..].to_vec(), v))
+            .collect())
+    }
+
+    /// Read-only view of the whole state, for asking other modules.
+    pub fn world(&self) -> &dyn StateRead {
+        &*self.state
+    }
+
+    /// Emits an event from this module; it is recorded in the block's `block_events`.
+    pub fn emit(&mut self, kind: &str, attributes: &[(&str, String)]) -> Result<(), TxError> {
+        if self.events.len() >= MAX_EVENTS_PER_END_BLOCK {
+            return Err(TxError::Invalid(format!(
+                "an end-of-block hook may emit at most {MAX_EVENTS_PER_END_BLOCK} events"
+            )));
+        }
+        let mut e = Event::new(self.module, kind);
+        for (k, v) in attributes {
+            e = e.with(k, v);
+        }
+        self.events.push(e);
+        Ok(())
+    }
+}
+
 /// The full state key of a module's key: `module ‖ '/' ‖ key`.
 pub fn module_key(module: &str, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(module.len() + 1 + key.len());
@@ -270,6 +375,18 @@ pub trait Module: Send + Sync + 'static {
         let _ = (key, value);
         None
     }
+
+    /// Runs once at the end of every block, after its transactions, for every module in
+    /// name order (see [`crate::BlockBuilder::finish`]). For changes that must take effect
+    /// at a height fixed in advance rather than whenever a transaction happens to run, such
+    /// as a scheduled validator-set change. Writes only under the module's own prefix; its
+    /// events go to the block's `block_events`. On `Err` other than [`TxError::Storage`]
+    /// nothing the hook wrote is kept and the executor records an `end_block_failed` event
+    /// instead, so that a faulty hook cannot halt the chain. The default does nothing.
+    fn end_block(&self, ctx: &mut BlockContext<'_, '_>) -> Result<(), TxError> {
+        let _ = ctx;
+        Ok(())
+    }
 }
 
 /// A module with its call type erased, as the runtime holds it.
@@ -295,6 +412,8 @@ pub trait DynModule: Send + Sync {
     fn call_kinds(&self) -> &'static [&'static str];
     /// See [`Module::describe_value`].
     fn describe_value(&self, key: &[u8], value: &[u8]) -> Option<serde_json::Value>;
+    /// See [`Module::end_block`].
+    fn end_block(&self, ctx: &mut BlockContext<'_, '_>) -> Result<(), TxError>;
 }
 
 fn decode_call<C: BorshDeserialize>(call: &[u8]) -> Result<C, String> {
@@ -343,5 +462,9 @@ impl<M: Module> DynModule for M {
 
     fn describe_value(&self, key: &[u8], value: &[u8]) -> Option<serde_json::Value> {
         Module::describe_value(self, key, value)
+    }
+
+    fn end_block(&self, ctx: &mut BlockContext<'_, '_>) -> Result<(), TxError> {
+        Module::end_block(self, ctx)
     }
 }

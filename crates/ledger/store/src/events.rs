@@ -142,15 +142,20 @@ impl FromStr for EventCursor {
 pub struct IndexedEvent {
     /// Block height.
     pub height: Height,
-    /// Index of the transaction in the block.
+    /// Index of the transaction in the block; [`BLOCK_EVENTS_TX_INDEX`] for an event of
+    /// the block's end-of-block hooks.
     pub tx_index: u32,
     /// Index of the event in the transaction's result.
     pub event_index: u32,
-    /// Hash of the transaction.
+    /// Hash of the transaction ([`Hash::ZERO`] for an end-of-block event).
     pub tx_hash: Hash,
     /// The event.
     pub event: Event,
 }
+
+/// The transaction index under which a block's end-of-block events are stored and indexed:
+/// after every transaction of the block, so that position order is execution order.
+pub const BLOCK_EVENTS_TX_INDEX: u32 = u32::MAX;
 
 /// One page of events.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,6 +30,9 @@
 //! | `jmt_values`   | `SHA-256(key)` (32) ‖ version (8)     | `0x01 ‖ value`, or `0x00` = deleted |
 //! | `jmt_stale`    | stale-since version (8) ‖ node key    | `()` (for future pruning)       |
 //! | `events`       | height (8) ‖ tx index (4) ‖ event index (4) | Borsh `(tx hash, Event)`  |
+//!
+//! (A block's end-of-block events are stored at tx index `u32::MAX` with a zero tx hash:
+//! [`BLOCK_EVENTS_TX_INDEX`].)
 //! | `event_index`  | selector (32) ‖ event position (16)   | `()`                            |
 //!
 //! `latest_height` is present exactly when genesis has been written. An event selector is a
@@ -85,9 +88,11 @@ mod tree;
 
 pub use error::{ProofError, StoreError};
 pub use events::{
-    EventCursor, EventFilter, EventPage, IndexedEvent, MAX_EVENT_PAGE, MAX_EVENT_SCAN,
+    BLOCK_EVENTS_TX_INDEX, EventCursor, EventFilter, EventPage, IndexedEvent, MAX_EVENT_PAGE,
+    MAX_EVENT_SCAN,
 };
 pub use proof::{MAX_PROOF_BYTES, MAX_PROOF_SIBLINGS, ProofLeaf, ProofNode, StateProof};
 pub use snapshot::Snapshot;
-pub use store::{CACHE_SIZE_BYTES, MAX_HEADERS_PER_CALL, PreparedState, Store};
+pub use store::{CACHE_SIZE_BYTES, MAX_BLOCK_EVENTS, MAX_HEADERS_PER_CALL, PreparedState, Store};
 pub use tables::SCHEMA_VERSION;
+pub use tree::state_root_of;

@@ -10,7 +10,7 @@ use redb::{Database, Durability, ReadTransaction, ReadableTable, WriteTransactio
 use sha2::{Digest, Sha256};
 use trustedge_execution::StateWrites;
 use trustedge_types::{
-    Block, BlockHeader, CommitCertificate, Hash, Height, TxResult, decode, encode,
+    Block, BlockHeader, CommitCertificate, Event, Hash, Height, TxResult, decode, encode,
 };
 
 use crate::events::{self, EventCursor, EventFilter, EventPage};
@@ -22,6 +22,8 @@ use crate::tables::{
 use crate::tree::{Hasher, Tree, TreeTables, guarded, panic_message};
 use crate::{Snapshot, StateProof, StoreError};
 
+/// Most end-of-block events one block may store.
+pub const MAX_BLOCK_EVENTS: usize = 4096;
 /// Most headers one [`Store::headers`] call returns.
 pub const MAX_HEADERS_PER_CALL: u64 = 1000;
 /// redb page cache. Bounded so that a node on a small machine does not grow to redb's
@@ -446,6 +448,37 @@ impl Store {
         writes: &StateWrites,
         prepared: PreparedState,
     ) -> Result<(), StoreError> {
+        self.commit_block_with_events(block, tx_hashes, cert, results, &[], writes, prepared)
+    }
+
+    /// [`Store::commit_block`] for a block whose end-of-block hooks emitted `block_events`
+    /// (at most [`MAX_BLOCK_EVENTS`]): they are stored and indexed like transaction events,
+    /// at transaction index [`crate::BLOCK_EVENTS_TX_INDEX`] with a zero transaction hash.
+    /// They are not covered by the header's `results_root`; the state they report on is
+    /// covered by its `state_root`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn commit_block_with_events(
+        &self,
+        block: &Block,
+        tx_hashes: &[Hash],
+        cert: &CommitCertificate,
+        results: &[TxResult],
+        block_events: &[Event],
+        writes: &StateWrites,
+        prepared: PreparedState,
+    ) -> Result<(), StoreError> {
+        if block_events.len() > MAX_BLOCK_EVENTS {
+            return Err(StoreError::InvalidArgument(format!(
+                "{} end-of-block events; at most {MAX_BLOCK_EVENTS}",
+                block_events.len()
+            )));
+        }
+        // The transaction index u32::MAX is reserved for the block's own events.
+        if block.txs.len() >= crate::BLOCK_EVENTS_TX_INDEX as usize {
+            return Err(StoreError::InvalidArgument(
+                "too many transactions in one block".into(),
+            ));
+        }
         let header = &block.header;
         let height = header.height;
         let block_hash = block.hash();
@@ -529,6 +562,19 @@ impl Store {
                     })?;
                     events::put_event(&mut events, &mut index, height, i, j, tx_hash, event)?;
                 }
+            }
+            for (j, event) in block_events.iter().enumerate() {
+                // bounded by MAX_BLOCK_EVENTS above
+                let j = u32::try_from(j).unwrap_or(u32::MAX);
+                events::put_event(
+                    &mut events,
+                    &mut index,
+                    height,
+                    crate::BLOCK_EVENTS_TX_INDEX,
+                    j,
+                    &Hash::ZERO,
+                    event,
+                )?;
             }
         }
         write_state(&txn, writes)?;
@@ -664,6 +710,22 @@ impl Store {
             .get(tables::tx_pos(height, index).as_slice())?
             .map(|g| g.value().to_vec());
         bytes.map(|b| decode_record(&b, "tx result")).transpose()
+    }
+
+    /// The value of a raw state key in the state at a committed height (0 = genesis state),
+    /// without a proof: a plain versioned read of the tree's values.
+    pub fn get_at(&self, key: &[u8], height: Height) -> Result<Option<Vec<u8>>, StoreError> {
+        use jmt::storage::TreeReader;
+        let txn = self.begin_read()?;
+        let latest = latest_in(&txn)?;
+        if height > latest {
+            return Err(StoreError::UnknownHeight { height, latest });
+        }
+        let tables = TreeTables::open(&txn)?;
+        let key_hash = KeyHash::with::<Hasher>(key);
+        guarded("versioned read", || {
+            tables.get_value_option(height, key_hash)
+        })
     }
 
     /// The value of a raw state key at a committed height, with a proof of it (or of its

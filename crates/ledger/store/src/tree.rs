@@ -76,6 +76,38 @@ impl TreeReader for TreeTables {
     }
 }
 
+/// A tree with nothing stored: the base a fresh state is built on.
+struct EmptyTree;
+
+impl TreeReader for EmptyTree {
+    fn get_node_option(&self, _: &NodeKey) -> anyhow::Result<Option<Node>> {
+        Ok(None)
+    }
+
+    fn get_value_option(&self, _: Version, _: KeyHash) -> anyhow::Result<Option<OwnedValue>> {
+        Ok(None)
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        Ok(None)
+    }
+}
+
+/// The state root of a state holding exactly `writes` (deletions are ignored), computed in
+/// memory with no database: what [`crate::Store::init_genesis`] would record as the genesis
+/// state root. A light client derives the root it trusts from the genesis file this way.
+pub fn state_root_of(
+    writes: &trustedge_execution::StateWrites,
+) -> Result<trustedge_types::Hash, StoreError> {
+    let tree = jmt::JellyfishMerkleTree::<EmptyTree, Hasher>::new(&EmptyTree);
+    let values = writes
+        .iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, v)| (KeyHash::with::<Hasher>(k), v.clone()));
+    let (root, _) = guarded("state root of writes", || tree.put_value_set(values, 0))?;
+    Ok(trustedge_types::Hash(root.0))
+}
+
 /// Runs a `jmt` operation and makes every failure a [`StoreError`].
 ///
 /// Why catch panics: `jmt` 0.12 unwraps reader errors inside proof construction (for example

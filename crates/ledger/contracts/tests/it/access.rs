@@ -2,7 +2,7 @@
 //! checked against a table written here by hand — not derived from the modules' `Access`
 //! declarations, so a change to either shows up as a failure.
 
-use trustedge_contracts::{AnchorCall, DevicesCall, OrgsCall};
+use trustedge_contracts::{AnchorCall, DevicesCall, GenesisCall, OrgsCall, ValidatorChange};
 use trustedge_execution::{DeviceClass, OrgKind, Role};
 use trustedge_types::{Address, Hash, Keypair, Payload};
 
@@ -27,6 +27,8 @@ const EXPECTED: &[(&str, [&str; 7])] = &[
     ("reinstate_device",   ["AO",      "AO",    "AO",   "AO",    "AO",    "AO",    "AO"  ]),
     ("revoke_device",      ["AO",      "AO",    "AO",   "AO",    "AO",    "AO",    "AO"  ]),
     ("anchor_batch",       ["",        "",      "",     "",      "",      "",      "AO"  ]),
+    ("propose_validator_change", ["A", "",      "",     "",      "",      "",      ""    ]),
+    ("approve_validator_change", ["A", "",      "",     "",      "",      "",      ""    ]),
 ];
 
 fn letter(role: Role) -> char {
@@ -133,8 +135,30 @@ fn prepare(net: &mut Net, action: &str, org: &str, role: Role) -> Payload {
             from_ms: GENESIS_TIME_MS,
             to_ms: GENESIS_TIME_MS + 500,
         }),
+        "propose_validator_change" => propose_new_validator(),
+        "approve_validator_change" => {
+            // ha-2's proposal is id 1 and holds one of the two approvals needed.
+            net.ok(&ha2, propose_new_validator());
+            Payload::new(
+                "genesis",
+                &GenesisCall::ApproveValidatorChange { proposal_id: 1 },
+            )
+        }
         other => panic!("no action {other}"),
     }
+}
+
+fn propose_new_validator() -> Payload {
+    Payload::new(
+        "genesis",
+        &GenesisCall::ProposeValidatorChange {
+            change: ValidatorChange::Add {
+                name: "val-new".into(),
+                public_key: kp("val-new").public(),
+                power: 1,
+            },
+        },
+    )
 }
 
 fn propose_newcomer() -> Payload {

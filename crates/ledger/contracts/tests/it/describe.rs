@@ -45,6 +45,20 @@ fn every_stored_value_is_described() {
             new_key: kp("hosp2").public(),
         }),
     );
+    // a pending validator change (and the proposal counter)
+    net.ok(
+        &member("ha-2", Role::Admin),
+        trustedge_types::Payload::new(
+            "genesis",
+            &trustedge_contracts::GenesisCall::ProposeValidatorChange {
+                change: trustedge_contracts::ValidatorChange::Add {
+                    name: "v".into(),
+                    public_key: kp("described validator").public(),
+                    power: 1,
+                },
+            },
+        ),
+    );
 
     let mut described = std::collections::BTreeMap::<&str, usize>::new();
     for (k, v) in &net.state.map {
@@ -109,6 +123,18 @@ fn calls_have_the_documented_json_shape() {
             serde_json::json!({"revoke": {"device": Address::of_device(&key).to_string()}}),
         ),
         (
+            "genesis",
+            serde_json::json!({"propose_validator_change": {"change": {"add": {"name": "v", "public_key": key.to_hex(), "power": 3}}}}),
+        ),
+        (
+            "genesis",
+            serde_json::json!({"propose_validator_change": {"change": {"set_power": {"address": Address::of_member(&key).to_string(), "power": 3}}}}),
+        ),
+        (
+            "genesis",
+            serde_json::json!({"approve_validator_change": {"proposal_id": 7}}),
+        ),
+        (
             "anchor",
             serde_json::json!({"anchor_batch": {"record_type": "t", "merkle_root": Hash([1; 32]).to_hex(), "count": 1, "from_ms": 0, "to_ms": 1}}),
         ),
@@ -128,5 +154,8 @@ fn calls_have_the_documented_json_shape() {
         ["register", "suspend", "reinstate", "revoke"]
     );
     assert_eq!(rt.module("anchor").unwrap().call_kinds(), ["anchor_batch"]);
-    assert!(rt.module("genesis").unwrap().call_kinds().is_empty());
+    assert_eq!(
+        rt.module("genesis").unwrap().call_kinds(),
+        ["propose_validator_change", "approve_validator_change"]
+    );
 }

@@ -165,7 +165,7 @@ impl Net {
             assert!(tx.verify_signature().is_ok());
             b.apply(tx, tx.hash(), true)?;
         }
-        let out = b.finish();
+        let out = b.finish()?;
         self.state.apply(&out.writes);
         self.height = height;
         Ok(out)

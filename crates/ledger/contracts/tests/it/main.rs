@@ -15,3 +15,4 @@ mod fuzz;
 mod genesis;
 mod harness;
 mod orgs;
+mod validators;
