@@ -412,6 +412,13 @@ impl Ledger {
         let sig_ok = self.sigs.verify(&refs, &ids);
         let validators = genesis::validator_set(&snap)?
             .ok_or_else(|| BlockError::Invalid("no validator set in state".into()))?;
+        // Every other node refuses such a block (see execute_received); say so here, where
+        // the proposer can still act on it, rather than after it was broadcast.
+        if validators.get(&proposer).is_none() {
+            return Err(BlockError::Invalid(format!(
+                "proposer {proposer} is not a validator of height {height}"
+            )));
+        }
 
         let mut builder = self
             .runtime

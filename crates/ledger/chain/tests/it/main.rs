@@ -7,3 +7,4 @@ mod support;
 mod blocks;
 mod proofs;
 mod submit;
+mod validators;
