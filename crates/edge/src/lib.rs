@@ -6,7 +6,12 @@
 //! anyone a [`RecordProof`] for one record, which they check against the anchor the ledger
 //! holds — without the ledger ever seeing the record.
 //!
+//! The [`light`] module is the edge's partial ledger: a light client that keeps verified
+//! block headers only and checks state and transaction proofs from full nodes against them.
+//!
 //! Pure: record times come from the records, not from a clock.
+
+pub mod light;
 
 use serde::{Deserialize, Serialize};
 use trustedge_contracts::anchor::{MAX_BATCH_RECORDS, MAX_RECORD_TYPE_CHARS, anchor_id};

@@ -3,6 +3,8 @@
 // clippy.toml allows unwrap and panic in `#[test]` functions only; helpers here are test code.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod light;
+
 use proptest::prelude::*;
 use trustedge_contracts::anchor::batch;
 use trustedge_contracts::{

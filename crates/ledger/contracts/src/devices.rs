@@ -174,6 +174,12 @@ fn count_key(org: &str) -> Vec<u8> {
 }
 
 /// The device at `addr`, whatever its status.
+/// The full state key of a device's record: what a client asks a state proof of.
+pub fn device_state_key(addr: &Address) -> Vec<u8> {
+    module_key(NAME, &device_key(addr))
+}
+
+/// The device at `addr`.
 pub fn device(state: &dyn StateRead, addr: &Address) -> Result<Option<DeviceRecord>, StateError> {
     read_value(state, &module_key(NAME, &device_key(addr)))
 }
