@@ -191,18 +191,34 @@ impl Client {
         self.post_json("/v1/txs/batch", &body).await
     }
 
-    /// `POST /v1/txs/batch` of a body already written as JSON (`{"txs": ["<hex>", …]}`),
-    /// marked as gossip ([`crate::gossip::GOSSIP_HEADER`]) so that the receiver does not
-    /// push it on.
+    /// `POST /v1/txs/batch` of a body already written as JSON (see [`batch_body`]).
+    pub async fn submit_batch_body(
+        &self,
+        body: Vec<u8>,
+    ) -> Result<SubmitBatchResponse, ClientError> {
+        self.post_batch_body(body, false).await
+    }
+
+    /// Like [`Client::submit_batch_body`], marked as gossip
+    /// ([`crate::gossip::GOSSIP_HEADER`]) so that the receiver does not push it on.
     pub async fn submit_gossip(&self, body: Vec<u8>) -> Result<SubmitBatchResponse, ClientError> {
+        self.post_batch_body(body, true).await
+    }
+
+    async fn post_batch_body(
+        &self,
+        body: Vec<u8>,
+        gossip: bool,
+    ) -> Result<SubmitBatchResponse, ClientError> {
         let url = self.url_of("/v1/txs/batch");
-        let req = self
+        let mut req = self
             .http
             .post(&url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(crate::gossip::GOSSIP_HEADER, "1")
-            .body(body);
-        let resp = self.send(req, &url).await?;
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if gossip {
+            req = req.header(crate::gossip::GOSSIP_HEADER, "1");
+        }
+        let resp = self.send(req.body(body), &url).await?;
         decode_json(resp, &url).await
     }
 
@@ -424,6 +440,22 @@ async fn decode_json<T: DeserializeOwned>(
         url: url.to_string(),
         message: e.to_string(),
     })
+}
+
+/// The body of `POST /v1/txs/batch` (`{"txs": ["<hex>", …]}`) for transactions already in
+/// hex, written directly: hex needs no escaping, and no transaction is copied twice.
+pub fn batch_body<'a>(hexes: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
+    let mut body = b"{\"txs\":[".to_vec();
+    for (i, h) in hexes.into_iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.push(b'"');
+        body.extend_from_slice(h.as_bytes());
+        body.push(b'"');
+    }
+    body.extend_from_slice(b"]}");
+    body
 }
 
 /// Decodes the body of `GET /v1/blocks/{h}/raw`: Borsh of `(Block, CommitCertificate)`,

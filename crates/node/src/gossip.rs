@@ -49,7 +49,7 @@ use crate::metrics::Metrics;
 pub const GOSSIP_HEADER: &str = "x-trustedge-gossip";
 /// Most gossip peers a node may name.
 pub const MAX_GOSSIP_PEERS: usize = 64;
-/// Bytes a batch request carries besides the transactions' hex (JSON framing per item).
+/// Bytes a batch request carries per transaction besides its hex (JSON framing).
 const PER_TX_FRAMING_BYTES: usize = 3;
 
 /// Bounds of gossip (the `[gossip]` table of `config.toml`).
@@ -569,25 +569,9 @@ impl PeerSender {
     }
 }
 
-/// The body of `POST /v1/txs/batch` for `batch`, written directly (the hex strings need no
-/// escaping) so that no transaction is copied more than once.
+/// The body of `POST /v1/txs/batch` for `batch`.
 fn batch_body(batch: &[Arc<GossipTx>]) -> Vec<u8> {
-    let len: usize = batch
-        .iter()
-        .map(|t| t.hex.len() + PER_TX_FRAMING_BYTES)
-        .sum();
-    let mut body = Vec::with_capacity(len + 16);
-    body.extend_from_slice(b"{\"txs\":[");
-    for (i, t) in batch.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.push(b'"');
-        body.extend_from_slice(t.hex.as_bytes());
-        body.push(b'"');
-    }
-    body.extend_from_slice(b"]}");
-    body
+    crate::client::batch_body(batch.iter().map(|t| t.hex.as_str()))
 }
 
 /// Whether a request carries [`GOSSIP_HEADER`].
