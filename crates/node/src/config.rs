@@ -123,6 +123,11 @@ pub struct NodeConfig {
     /// Gossip bounds.
     #[serde(default)]
     pub gossip: GossipLimits,
+    /// An edge node that keeps verified block headers only, not a replica of the ledger
+    /// (see [`crate::light`]): it follows `upstream` through `/v1/headers` and checks state
+    /// proofs against its headers. Edge nodes only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub light: bool,
 }
 
 mod defaults {
@@ -177,6 +182,7 @@ impl NodeConfig {
             mempool: MempoolLimits::default(),
             gossip_peers: Vec::new(),
             gossip: GossipLimits::default(),
+            light: false,
         }
     }
 
@@ -251,6 +257,12 @@ impl NodeConfig {
         self.gossip.validate(self.max_request_bytes)?;
         if self.role == Role::Validator && self.key_path.is_none() {
             return Err("a validator needs key_path".into());
+        }
+        if self.light && self.role != Role::Edge {
+            return Err(format!(
+                "light = true is for edge nodes; this is a {} node",
+                self.role
+            ));
         }
         if self.role != Role::Validator && self.upstream.is_empty() {
             return Err(format!("an {} node needs at least one upstream", self.role));

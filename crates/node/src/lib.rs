@@ -9,6 +9,9 @@
 //!   commit them after checking certificate and state root; transactions they receive are
 //!   checked locally and forwarded.
 //! - [`gossip`]: transactions admitted by one validator are pushed to the others.
+//! - [`light`]: an edge node with `light = true`: a light client
+//!   ([`trustedge_edge::light::LightClient`]) that follows its upstream's headers and checks
+//!   state proofs against them, keeping headers only.
 //! - [`client`]: a typed client of the API, for the CLI, followers and tests.
 //! - [`node`]: [`run_node`] / [`start_node`] put it together.
 //!
@@ -24,6 +27,7 @@ pub mod config;
 mod error;
 pub mod follower;
 pub mod gossip;
+pub mod light;
 pub mod metrics;
 pub mod node;
 pub mod sealer;

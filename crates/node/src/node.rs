@@ -165,6 +165,11 @@ pub async fn start_with_config(
         path: home.join(crate::config::CONFIG_FILE),
         message,
     })?;
+    if config.light {
+        return Err(NodeError::Role(
+            "a light edge node keeps no ledger; start it with light::start_light_node".into(),
+        ));
+    }
     let genesis = load_genesis(&NodeConfig::resolve(home, &config.genesis_path))?;
     let key = config
         .key_path
@@ -299,7 +304,12 @@ pub async fn start_with_config(
 /// Runs the node in `home` until `shutdown` completes (the binary passes Ctrl-C), then stops
 /// it gracefully. Returns early with the error if the API server fails.
 pub async fn run_node(home: &Path, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
-    let mut node = start_node(home, NodeOptions::default()).await?;
+    let config = NodeConfig::load(home)?;
+    if config.light {
+        // A light edge keeps no ledger: it is a different node (see crate::light).
+        return crate::light::run_light_node(home, config, shutdown).await;
+    }
+    let mut node = start_with_config(home, config, NodeOptions::default()).await?;
     tokio::select! {
         () = shutdown => {
             tracing::info!("shutting down");

@@ -475,7 +475,7 @@ pub(crate) async fn block_raw(
     ))
 }
 
-/// Block headers in a height range (at most 1000).
+/// Block headers in a height range (at most 1000), each with its commit certificate.
 #[utoipa::path(
     get, path = "/v1/headers", tag = "blocks",
     params(HeadersQuery),
@@ -508,17 +508,22 @@ pub(crate) async fn headers(
             q.to.unwrap_or(u64::MAX)
                 .min(latest)
                 .min(from.saturating_add(MAX_HEADERS - 1));
-        let headers = l
-            .store()
+        let store = l.store();
+        let mut headers = Vec::new();
+        for header in store
             .headers(from, to)
             .map_err(trustedge_chain::LedgerError::from)?
-            .into_iter()
-            .map(|header| HeaderEntry {
+        {
+            let certificate = store
+                .certificate(header.height)
+                .map_err(trustedge_chain::LedgerError::from)?;
+            headers.push(HeaderEntry {
                 height: header.height,
                 hash: header.hash(),
                 header,
-            })
-            .collect();
+                certificate,
+            });
+        }
         Ok(HeadersResponse { headers })
     })
     .await

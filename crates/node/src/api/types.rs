@@ -74,6 +74,9 @@ pub enum Mode {
     Sealer,
     /// Follows an upstream node and forwards transactions to it.
     Follower,
+    /// Keeps verified headers only and checks proofs from its upstream against them
+    /// (an edge node with `light = true`, see [`crate::light`]).
+    Light,
 }
 
 /// Where a follower stands with its upstream.
@@ -168,6 +171,11 @@ pub struct HeaderEntry {
     /// The header.
     #[schema(value_type = Object)]
     pub header: BlockHeader,
+    /// The block's commit certificate, so that a light client can check finality without
+    /// fetching blocks (absent only if the serving node does not hold it).
+    #[schema(value_type = Object)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CommitCertificate>,
 }
 
 /// `GET /v1/headers`.

@@ -15,6 +15,7 @@ mod docs_metrics;
 mod follower;
 mod fuzz;
 mod gossip;
+mod light;
 mod proofs;
 mod refusals;
 mod submit;
