@@ -78,6 +78,12 @@ pub struct InitArgs {
     /// Number of health-authority organisations (default: one per validator, at most 3).
     #[arg(long)]
     pub health_authorities: Option<usize>,
+    /// Make the edge nodes light (`light = true`): they keep verified headers only and check
+    /// proofs from their upstream, instead of being full replicas. Off by default because
+    /// the demo drives load through the edge node's full API (nonces, transaction status,
+    /// blocks), which a light node does not serve.
+    #[arg(long)]
+    pub light_edges: bool,
 }
 
 /// One node of the layout.
@@ -384,7 +390,7 @@ pub fn create(args: &InitArgs) -> anyhow::Result<Network> {
         } else {
             Vec::new()
         };
-        write_config(n, upstream, gossip_peers)?;
+        write_config(n, upstream, gossip_peers, args.light_edges)?;
     }
     Ok(Network {
         genesis,
@@ -397,12 +403,14 @@ fn write_config(
     n: &NodeHome,
     upstream: Vec<String>,
     gossip_peers: Vec<String>,
+    light_edges: bool,
 ) -> anyhow::Result<()> {
     let listen = n.url.trim_start_matches("http://");
     let mut config = NodeConfig::new(&n.name, n.role, listen, &n.url);
     config.key_path = Some(PathBuf::from("key.json"));
     config.upstream = upstream;
     config.gossip_peers = gossip_peers;
+    config.light = light_edges && n.role == NodeRole::Edge;
     if n.home.join(trustedge_node::config::CONFIG_FILE).exists() {
         anyhow::bail!(
             "{} has a config.toml already; refusing to overwrite it",

@@ -273,6 +273,9 @@ fn prepare(args: &DemoArgs) -> anyhow::Result<(PathBuf, Network)> {
         base_port: args.port,
         // Three health authorities with one validator, so that admission shows 2-of-3.
         health_authorities: Some(3),
+        // The demo submits through the edge and reads its nonces, transactions and blocks:
+        // the edge must be a full replica.
+        light_edges: false,
     };
     let net = init::create(&init_args)?;
     eprintln!(

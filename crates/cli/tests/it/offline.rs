@@ -46,6 +46,34 @@ fn keygen_prints_a_key_file_and_writes_one() {
 }
 
 #[test]
+fn init_light_edges_makes_only_the_edges_light() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("net");
+    let h = home.to_str().unwrap();
+    let base = free_ports(3).to_string();
+    let r = run(
+        &[
+            "init",
+            "--edges",
+            "1",
+            "--clouds",
+            "1",
+            "--light-edges",
+            "--home",
+            h,
+            "--base-port",
+            &base,
+        ],
+        QUICK,
+    );
+    assert!(r.ok(), "{}", r.describe());
+    for (name, light) in [("validator-0", false), ("edge-0", true), ("cloud-0", false)] {
+        let c = NodeConfig::load(&home.join(name)).unwrap();
+        assert_eq!(c.light, light, "{name}");
+    }
+}
+
+#[test]
 fn init_lays_out_a_network_with_a_valid_genesis() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("net");
@@ -118,6 +146,10 @@ fn init_lays_out_a_network_with_a_valid_genesis() {
         let copy = Genesis::from_json(&std::fs::read(node.join("genesis.json")).unwrap()).unwrap();
         assert_eq!(copy, genesis);
         let key = load_key(&node.join("key.json")).unwrap();
+        assert!(
+            !c.light,
+            "{name}: edges are full replicas unless --light-edges"
+        );
         if name == "validator-0" {
             assert!(c.upstream.is_empty());
         } else {
