@@ -492,8 +492,7 @@ async fn headers(
             .min(c.height())
             .min(from.saturating_add(MAX_HEADERS - 1));
     let mut out = Vec::new();
-    let mut h = from;
-    while h <= to {
+    for h in from..=to {
         if let Some(header) = c.header(h) {
             out.push(HeaderEntry {
                 height: h,
@@ -502,7 +501,6 @@ async fn headers(
                 certificate: None,
             });
         }
-        h += 1;
     }
     Ok(Json(HeadersResponse { headers: out }))
 }
