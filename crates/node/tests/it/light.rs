@@ -134,3 +134,117 @@ fn light_is_for_edge_nodes_only() {
     c.role = Role::Edge;
     c.validate().unwrap();
 }
+
+/// What the lying upstream of a light node falsifies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lie {
+    /// Every certificate carries a flipped signature.
+    Certificates,
+    /// State values are altered (the proofs are the real ones).
+    StateValues,
+}
+
+#[derive(Clone)]
+struct Liar {
+    real: Client,
+    lie: Lie,
+}
+
+async fn liar_status(
+    axum::extract::State(f): axum::extract::State<Liar>,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::to_value(f.real.status().await.unwrap()).unwrap())
+}
+
+async fn liar_headers(
+    axum::extract::State(f): axum::extract::State<Liar>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::BTreeMap<String, u64>>,
+) -> axum::Json<serde_json::Value> {
+    let mut r = f.real.headers(q["from"], q["to"]).await.unwrap();
+    if f.lie == Lie::Certificates {
+        for e in &mut r.headers {
+            if let Some(c) = &mut e.certificate {
+                c.signatures[0].signature.0[0] ^= 1;
+            }
+        }
+    }
+    axum::Json(serde_json::to_value(r).unwrap())
+}
+
+async fn liar_state(
+    axum::extract::State(f): axum::extract::State<Liar>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::BTreeMap<String, String>>,
+) -> axum::Json<serde_json::Value> {
+    let key = hex::decode(&q["key"]).unwrap();
+    let height = q.get("height").map(|h| h.parse().unwrap());
+    let mut r = f.real.state_proof(&key, height).await.unwrap();
+    if f.lie == Lie::StateValues
+        && let trustedge_chain::Proof::State(p) = &mut r.proof
+        && let Some(v) = &mut p.value
+    {
+        v[0] ^= 1;
+    }
+    axum::Json(serde_json::to_value(r).unwrap())
+}
+
+async fn liar(real: &str, lie: Lie) -> String {
+    let app = axum::Router::new()
+        .route("/v1/status", axum::routing::get(liar_status))
+        .route("/v1/headers", axum::routing::get(liar_headers))
+        .route("/v1/state", axum::routing::get(liar_state))
+        .with_state(Liar {
+            real: Client::new(real),
+            lie,
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_light_edge_refuses_what_a_lying_upstream_serves() {
+    let s = sealer().await;
+    let k = keys();
+    let (reg, device) = register_device(&k.operator, 1, 151);
+    committed(&s.client, &s.client.submit_tx(&reg).await.unwrap()).await;
+
+    // Forged certificates: the light node stays at genesis and says why.
+    let home = light_home(&liar(&s.url(), Lie::Certificates).await);
+    let light = start_light_node(home.path(), NodeConfig::load(home.path()).unwrap())
+        .await
+        .unwrap();
+    let lc = Client::new(light.url());
+    let deadline = std::time::Instant::now() + WAIT;
+    let error = loop {
+        let st = lc.status().await.unwrap();
+        assert_eq!(st.height, 0, "accepted a forged certificate");
+        if let Some(e) = st.sync.and_then(|s| s.last_error) {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "no error reported");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(error.contains("certificate"), "{error}");
+    light.shutdown().await.unwrap();
+
+    // Altered state values: headers are genuine, but the value is refused.
+    let home = light_home(&liar(&s.url(), Lie::StateValues).await);
+    let light = start_light_node(home.path(), NodeConfig::load(home.path()).unwrap())
+        .await
+        .unwrap();
+    let lc = Client::new(light.url());
+    reach_height(&lc, 1).await;
+    let key = device_state_key(&Address::of_device(&device.public()));
+    let e = lc
+        .get_json::<serde_json::Value>("/v1/light/verify-state", &[("key", hex::encode(&key))])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.status(), e.code()),
+        (Some(502), Some("proof_rejected")),
+        "{e}"
+    );
+    light.shutdown().await.unwrap();
+    s.stop().await;
+}
