@@ -13,17 +13,19 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// SIGTERM first, then SIGKILL; so an early return or a panic in the demo never leaves a node
 /// behind.
 pub struct NodeProcess {
-    /// Display name (`validator-0`, …).
-    pub name: String,
     child: Option<Child>,
 }
 
 impl NodeProcess {
-    /// Starts `exe node --home home`, sending its output to `home/node.log`.
+    /// Starts `exe node --home home`, appending its output to `home/node.log` (a restarted
+    /// node's log continues the previous one).
     pub fn spawn(exe: &Path, name: &str, home: &Path) -> anyhow::Result<NodeProcess> {
         let log_path = home.join("node.log");
-        let log = std::fs::File::create(&log_path)
-            .with_context(|| format!("cannot create {}", log_path.display()))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?;
         let err = log
             .try_clone()
             .context("cannot duplicate the log file handle")?;
@@ -36,17 +38,34 @@ impl NodeProcess {
             .stderr(err)
             .spawn()
             .with_context(|| format!("cannot start {} node {name}", exe.display()))?;
-        Ok(NodeProcess {
-            name: name.to_string(),
-            child: Some(child),
-        })
+        Ok(NodeProcess { child: Some(child) })
+    }
+
+    /// The child's process id, while it has not been stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Asks the child to stop (SIGTERM) without waiting; [`NodeProcess::stop`] then waits.
+    /// Lets a caller signal many children at once and wait for them together.
+    pub fn terminate(&mut self) {
+        if let Some(child) = self.child.as_mut()
+            && matches!(child.try_wait(), Ok(None))
+        {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 
     /// If the child has exited, its exit status as text.
     pub fn exited(&mut self) -> Option<String> {
         let child = self.child.as_mut()?;
         match child.try_wait() {
-            Ok(Some(status)) => Some(format!("{} {status}", self.name)),
+            Ok(Some(status)) => Some(status.to_string()),
             Ok(None) => None,
             Err(e) => Some(format!("unknown ({e})")),
         }

@@ -7,11 +7,15 @@
 //! this crate holds no protocol logic of its own, only wiring and presentation.
 
 mod bench;
+mod bench_ledger;
 mod children;
 mod demo;
+mod devnet;
 mod init;
 mod inspect;
 mod keys;
+mod load;
+mod loadgen;
 mod remote;
 mod tx;
 
@@ -97,6 +101,12 @@ enum Command {
     },
     /// Run the demonstration: a validator, an edge and a cloud node under synthetic load.
     Demo(demo::DemoArgs),
+    /// Submit valid signed transactions at a steady rate to running nodes and report what
+    /// was accepted, refused and committed.
+    Load(load::LoadArgs),
+    /// Run a local network: every node of a home (created with `init` if needed) as a
+    /// supervised child process, listed in DIR/devnet.json, until Ctrl-C.
+    Devnet(devnet::DevnetArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -109,6 +119,10 @@ enum BenchCommand {
     /// Signature verification, transaction throughput and block commits of the ledger alone,
     /// in-process on a temporary directory.
     Execution(bench::BenchArgs),
+    /// A network of validator processes (a devnet in a temporary directory) under the
+    /// highest sustainable load through the HTTP API: committed tx/s, submit-to-finality
+    /// latency, blocks/s, against the signature-verification ceiling of the same run.
+    Ledger(bench_ledger::LedgerArgs),
 }
 
 fn main() -> ExitCode {
@@ -166,6 +180,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(inspect::verify_proof(&file, genesis.as_deref()))
         }
         Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Devnet(args) => devnet::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Load(args) => load::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Bench {
             which: BenchCommand::Execution(args),
         } => {
@@ -175,6 +191,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("benchmark thread failed: {e}"))??;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench {
+            which: BenchCommand::Ledger(args),
+        } => bench_ledger::run(args).await.map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -182,9 +201,12 @@ async fn run_node(home: PathBuf) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // A second initialisation only fails if a subscriber is already set; keep that one.
+    // Colours only on a terminal: devnet and demo send node output to log files.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(ansi)
         .try_init();
     trustedge_node::run_node(&home, shutdown_signal())
         .await
