@@ -307,3 +307,41 @@ pub fn assert_refused<T: std::fmt::Debug>(
         other => panic!("expected {status} {code}, got {other:?}"),
     }
 }
+
+/// POSTs only the head of a request that declares a `content_length` body, then reads the
+/// answer. A server that refuses an oversized body from its declared length answers before
+/// the body is sent; sending the body too would race the server closing the connection
+/// (a client still writing gets a broken pipe instead of the answer).
+pub async fn post_declared_length(
+    url: &str,
+    path: &str,
+    content_type: &str,
+    content_length: usize,
+) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {content_length}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("no answer to a request head declaring an oversized body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    // The body may be chunked: take the JSON object inside.
+    let json = body
+        .find('{')
+        .and_then(|a| body.rfind('}').map(|b| &body[a..=b]))
+        .unwrap_or_else(|| panic!("{path} answered {status} without JSON: {text:?}"));
+    (status, serde_json::from_str(json).unwrap())
+}
