@@ -10,5 +10,6 @@
 )]
 
 mod common;
+mod devnet;
 mod end_to_end;
 mod offline;
