@@ -12,4 +12,5 @@
 mod common;
 mod devnet;
 mod end_to_end;
+mod faults;
 mod offline;
