@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use trustedge_chain::{LedgerConfig, MempoolConfig};
+use trustedge_consensus::ConsensusSettings;
 use trustedge_types::tx::MAX_TX_BYTES;
 use trustedge_types::{Address, Keypair, PublicKey};
 
@@ -31,8 +32,9 @@ pub const INTERVAL_MS_RANGE: std::ops::RangeInclusive<u64> = 1..=3_600_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// Holds a validator key. Seals blocks while the genesis has exactly one validator and it
-    /// is this node's key; otherwise follows `upstream`.
+    /// Holds a validator key. Seals blocks while the validator set is exactly this node's key,
+    /// runs BFT consensus (`[consensus]`) while the key is one of several validators, and
+    /// otherwise follows `upstream`.
     Validator,
     /// An edge node (gateway, access point): follows `upstream` and forwards transactions.
     Edge,
@@ -128,6 +130,11 @@ pub struct NodeConfig {
     /// proofs against its headers. Edge nodes only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub light: bool,
+    /// BFT consensus of a validator in a multi-validator chain: its p2p address, the other
+    /// validators' addresses, round timeouts and where its WAL lives (the `[consensus]`
+    /// table; see [`trustedge_consensus::ConsensusSettings`]). Unused by other nodes.
+    #[serde(default, skip_serializing_if = "ConsensusSettings::is_default")]
+    pub consensus: ConsensusSettings,
 }
 
 mod defaults {
@@ -183,6 +190,7 @@ impl NodeConfig {
             gossip_peers: Vec::new(),
             gossip: GossipLimits::default(),
             light: false,
+            consensus: ConsensusSettings::default(),
         }
     }
 
@@ -255,6 +263,7 @@ impl NodeConfig {
         }
         crate::gossip::check_peers(&self.gossip_peers, &self.api_url)?;
         self.gossip.validate(self.max_request_bytes)?;
+        self.consensus.validate()?;
         if self.role == Role::Validator && self.key_path.is_none() {
             return Err("a validator needs key_path".into());
         }

@@ -31,6 +31,9 @@ pub enum NodeError {
         /// What is wrong.
         message: String,
     },
+    /// The consensus engine could not start or stop.
+    #[error("consensus: {0}")]
+    Consensus(#[from] trustedge_consensus::ConsensusError),
     /// The ledger could not be opened or read.
     #[error(transparent)]
     Ledger(#[from] LedgerError),

@@ -4,7 +4,10 @@
 //! - [`api`]: the HTTP API (axum), documented with OpenAPI at `GET /openapi.json`, with
 //!   Prometheus metrics at `GET /metrics` ([`metrics`]).
 //! - [`sealer`]: block production for a chain with exactly one validator, through the same
-//!   propose / certify / commit interface the BFT consensus engine will drive.
+//!   propose / certify / commit interface the BFT consensus engine drives.
+//! - consensus: a validator of a multi-validator chain runs Malachite BFT consensus with the
+//!   other validators ([`trustedge_consensus`], configured by the `[consensus]` table of
+//!   [`NodeConfig`]); see [`node::choose_mode`].
 //! - [`follower`]: edge and cloud nodes fetch finalised blocks from an upstream node and
 //!   commit them after checking certificate and state root; transactions they receive are
 //!   checked locally and forwarded.

@@ -10,8 +10,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use trustedge_chain::Ledger;
+use trustedge_consensus::{ConsensusHandle, EngineOptions};
 use trustedge_contracts::genesis::Genesis;
-use trustedge_types::{Keypair, ValidatorSet};
+use trustedge_types::{Address, Keypair, ValidatorSet};
 
 use crate::NodeError;
 use crate::api::types::Mode;
@@ -21,7 +22,7 @@ use crate::config::{NodeConfig, Role, load_key, read_small};
 use crate::follower::{Follower, Forwarder};
 use crate::gossip::Gossip;
 use crate::metrics::Metrics;
-use crate::sealer::{Sealer, check_can_seal};
+use crate::sealer::{SealRefusal, Sealer, check_can_seal};
 
 /// What the caller injects into a node.
 #[derive(Clone)]
@@ -50,8 +51,13 @@ pub fn load_genesis(path: &Path) -> Result<Genesis, NodeError> {
 
 /// How a node with this configuration, validator set and key makes progress.
 ///
-/// A validator seals if the set is exactly its key. Otherwise it follows its upstream if it
-/// has one, and refuses to start if not; edge and cloud nodes always follow.
+/// A validator seals if the set is exactly its key, and runs BFT consensus with the others
+/// if its key is one of several in the set (its `upstream` is then ignored). A validator
+/// whose key is not in the set follows its upstream if it has one, and refuses to start if
+/// not; edge and cloud nodes always follow.
+///
+/// The mode is chosen at start from the validator set of the next height; a node whose set
+/// changes between one and several validators by governance is restarted to switch.
 pub fn choose_mode(
     config: &NodeConfig,
     validators: &ValidatorSet,
@@ -78,6 +84,22 @@ pub fn choose_mode(
                 tracing::warn!("this node seals the chain; its `upstream` setting is ignored");
             }
             Ok(Mode::Sealer)
+        }
+        Err(SealRefusal::MultiValidator(_))
+            if validators.get(&Address::of_member(&key.public())).is_some() =>
+        {
+            if !config.upstream.is_empty() {
+                tracing::warn!(
+                    "this validator takes part in consensus; its `upstream` setting is ignored"
+                );
+            }
+            Ok(Mode::Consensus)
+        }
+        Err(SealRefusal::MultiValidator(n)) if config.upstream.is_empty() => {
+            Err(NodeError::Role(format!(
+                "this key is not one of the {n} validators, and with no `upstream` there is \
+                 nothing to follow"
+            )))
         }
         Err(refusal) if config.upstream.is_empty() => Err(NodeError::Role(format!(
             "cannot seal: {refusal}; and with no `upstream` there is nothing to follow"
@@ -237,6 +259,23 @@ pub async fn start_with_config(
             )?;
             (None, None, tokio::spawn(sealer.run(stop_rx.clone())))
         }
+        (Mode::Consensus, Some(key)) => {
+            let clock = options.clock.clone();
+            let consensus = trustedge_consensus::start(
+                ledger.clone(),
+                key,
+                &config.name,
+                home,
+                &config.consensus,
+                EngineOptions {
+                    now_ms: Arc::new(move || clock.now_ms()),
+                    ..EngineOptions::default()
+                },
+            )
+            .await?;
+            let worker = run_consensus(consensus, ledger.clone(), metrics.clone(), stop_rx.clone());
+            (None, None, tokio::spawn(worker))
+        }
         _ => {
             let follower = Follower::new(
                 ledger.clone(),
@@ -301,6 +340,48 @@ pub async fn start_with_config(
     })
 }
 
+/// How often a consensus node refreshes its height and mempool gauges.
+const CONSENSUS_METRICS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Keeps a consensus node's gauges current until `stop` (blocks are committed inside the
+/// engine's application loop, not here), then stops the engine gracefully.
+async fn run_consensus(
+    consensus: ConsensusHandle,
+    ledger: Arc<Ledger>,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(CONSENSUS_METRICS_INTERVAL);
+    let mut committed = 0u64;
+    let mut reported_stop = false;
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = tick.tick() => {}
+        }
+        let l = ledger.clone();
+        if let Ok(Ok(h)) = tokio::task::spawn_blocking(move || l.height()).await {
+            metrics.height.set(i64::try_from(h).unwrap_or(i64::MAX));
+        }
+        let (txs, bytes) = ledger.mempool_size();
+        metrics.mempool(txs, bytes);
+        let now = consensus.stats().snapshot().committed;
+        metrics
+            .blocks_committed
+            .inc_by(now.saturating_sub(committed));
+        committed = now;
+        if consensus.is_finished() && !reported_stop {
+            // The engine or its application failed; the API keeps serving the ledger.
+            reported_stop = true;
+            metrics.chain_errors.inc();
+            tracing::error!("consensus has stopped; this validator no longer takes part");
+        }
+    }
+    if let Err(e) = consensus.shutdown().await {
+        tracing::error!(error = %e, "stopping consensus failed");
+    }
+}
+
 /// Runs the node in `home` until `shutdown` completes (the binary passes Ctrl-C), then stops
 /// it gracefully. Returns early with the error if the API server fails.
 pub async fn run_node(home: &Path, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
@@ -362,14 +443,14 @@ mod tests {
         let two = set(&[&a, &b]);
         let v = config(Role::Validator, &[]);
         assert_eq!(choose_mode(&v, &one, Some(&a)).unwrap(), Mode::Sealer);
-        let e = choose_mode(&v, &two, Some(&a)).unwrap_err().to_string();
-        assert!(
-            e.contains("multi-validator networks need the consensus engine"),
-            "{e}"
-        );
+        assert_eq!(choose_mode(&v, &two, Some(&a)).unwrap(), Mode::Consensus);
         assert!(choose_mode(&v, &one, Some(&b)).is_err());
+        let c = Keypair::from_seed([3; 32]);
+        let e = choose_mode(&v, &two, Some(&c)).unwrap_err().to_string();
+        assert!(e.contains("not one of the 2 validators"), "{e}");
         let vu = config(Role::Validator, &up);
-        assert_eq!(choose_mode(&vu, &two, Some(&a)).unwrap(), Mode::Follower);
+        assert_eq!(choose_mode(&vu, &two, Some(&a)).unwrap(), Mode::Consensus);
+        assert_eq!(choose_mode(&vu, &two, Some(&c)).unwrap(), Mode::Follower);
         assert_eq!(choose_mode(&vu, &one, Some(&b)).unwrap(), Mode::Follower);
         assert_eq!(
             choose_mode(&config(Role::Edge, &up), &one, None).unwrap(),

@@ -1,10 +1,12 @@
 //! Block sealing for a chain with exactly one validator.
 //!
-//! Until the BFT consensus engine lands, the only validator of a single-validator chain seals
-//! blocks itself, through the same interface consensus will drive:
+//! The only validator of a single-validator chain seals blocks itself, through the same
+//! interface consensus drives:
 //! [`Ledger::propose_block`] → [`Ledger::solo_certificate`] → [`Ledger::commit_block`].
-//! With more than one validator no single node may do this (its certificate would not reach
-//! the two-thirds quorum anyway), so the node refuses and, if it has an upstream, follows.
+//! (Running one validator through Malachite would work too, but would add a WAL, a p2p port
+//! and round timeouts for nothing.) With more than one validator no single node may do this
+//! (its certificate would not reach the two-thirds quorum), so validators of such a chain run
+//! BFT consensus instead ([`trustedge_consensus`], see [`crate::node::choose_mode`]).
 //!
 //! Pacing: every `block_interval_ms` while the mempool holds transactions, otherwise every
 //! `empty_block_interval_ms` (an empty block still advances time and proves liveness). Block

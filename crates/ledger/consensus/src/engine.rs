@@ -161,6 +161,12 @@ fn resolve(home: &Path, p: &Path) -> PathBuf {
 }
 
 impl ConsensusSettings {
+    /// Whether every field has its default value (a node's `config.toml` then omits the
+    /// table).
+    pub fn is_default(&self) -> bool {
+        *self == ConsensusSettings::default()
+    }
+
     /// Checks every field; the message names the field and the rule.
     pub fn validate(&self) -> Result<(), String> {
         parse_addr("consensus.p2p_listen", &self.p2p_listen)?;

@@ -74,6 +74,9 @@ pub enum Mode {
     Sealer,
     /// Follows an upstream node and forwards transactions to it.
     Follower,
+    /// Takes part in BFT consensus with the other validators (Malachite; see
+    /// [`trustedge_consensus`]).
+    Consensus,
     /// Keeps verified headers only and checks proofs from its upstream against them
     /// (an edge node with `light = true`, see [`crate::light`]).
     Light,

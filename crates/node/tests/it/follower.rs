@@ -98,25 +98,40 @@ async fn a_follower_without_a_reachable_upstream_says_so() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn several_validators_refuse_to_seal() {
+async fn several_validators_run_consensus_and_outsiders_follow() {
     let k = keys();
     let other = Keypair::from_seed([15; 32]);
     let two = genesis_with(&[&k.validator, &other]);
-    let home = write_home(&two, Role::Validator, Some(&k.validator), &[], |_| {});
+    let free_port = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    // A validator of a multi-validator set takes part in consensus, upstream or not (with
+    // the other validator down there is no quorum, so no block: only the mode is checked).
+    for upstream in [vec![], vec!["http://127.0.0.1:9".to_string()]] {
+        let port = free_port();
+        let home = write_home(&two, Role::Validator, Some(&k.validator), &upstream, |c| {
+            c.consensus.p2p_listen = format!("/ip4/127.0.0.1/tcp/{port}");
+        });
+        let n = start_node(home.path(), NodeOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(n.mode(), Mode::Consensus);
+        n.shutdown().await.unwrap();
+    }
+    // A validator key outside the set cannot take part: it follows its upstream, and
+    // without one it refuses to start.
+    let outsider = Keypair::from_seed([16; 32]);
+    let home = write_home(&two, Role::Validator, Some(&outsider), &[], |_| {});
     let e = start_node(home.path(), NodeOptions::default())
         .await
         .err()
-        .expect("must refuse to seal");
-    assert!(
-        e.to_string()
-            .contains("multi-validator networks need the consensus engine"),
-        "{e}"
-    );
-    // With an upstream it follows instead.
+        .expect("must refuse to start");
+    assert!(e.to_string().contains("not one of the 2 validators"), "{e}");
     let home = write_home(
         &two,
         Role::Validator,
-        Some(&k.validator),
+        Some(&outsider),
         &["http://127.0.0.1:9".into()],
         |_| {},
     );

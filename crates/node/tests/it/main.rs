@@ -11,6 +11,7 @@
 
 mod bad_upstream;
 mod common;
+mod consensus;
 mod docs_metrics;
 mod follower;
 mod fuzz;
