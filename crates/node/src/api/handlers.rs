@@ -160,34 +160,68 @@ pub(crate) async fn submit_batch(
 ) -> Result<Json<SubmitBatchResponse>, ApiError> {
     let from_gossip = gossip::is_gossip(&headers);
     let bytes = extract::body(body)?;
-    let mut req: SubmitBatchRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::malformed(format!("body is not {{\"txs\": [\"<hex>\", …]}}: {e}"))
-    })?;
-    if req.txs.len() > MAX_BATCH_TXS {
-        return Err(ApiError::too_large(format!(
-            "{} transactions; a batch holds at most {MAX_BATCH_TXS}",
-            req.txs.len()
-        )));
-    }
+    let forwarding = st.ctx.forward.is_some() && !from_gossip;
+    // Parsing and decoding up to MAX_BATCH_TXS transactions is CPU work: it runs on the
+    // blocking pool in the same call as admission, never on the async workers.
+    let Admitted {
+        mut hexes,
+        mut results,
+        decoded,
+        local,
+    } = st
+        .ledger(move |l| {
+            let req: SubmitBatchRequest = serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::malformed(format!("body is not {{\"txs\": [\"<hex>\", …]}}: {e}"))
+            })?;
+            if req.txs.len() > MAX_BATCH_TXS {
+                return Err(ApiError::too_large(format!(
+                    "{} transactions; a batch holds at most {MAX_BATCH_TXS}",
+                    req.txs.len()
+                )));
+            }
+            let mut results: Vec<Option<Result<Hash, ApiError>>> =
+                Vec::with_capacity(req.txs.len());
+            let mut txs: Vec<SignedTx> = Vec::with_capacity(req.txs.len());
+            let mut positions: Vec<usize> = Vec::with_capacity(req.txs.len());
+            for (i, hex_tx) in req.txs.iter().enumerate() {
+                match extract::tx_from_hex(hex_tx) {
+                    Ok(tx) => {
+                        positions.push(i);
+                        txs.push(tx);
+                        results.push(None);
+                    }
+                    Err(e) => results.push(Some(Err(e))),
+                }
+            }
+            // Forwarding needs the transactions after admission; otherwise they move in.
+            let (local, kept) = if forwarding {
+                (l.submit_batch(txs.clone()), txs)
+            } else {
+                (l.submit_batch(txs), Vec::new())
+            };
+            let decoded = if forwarding {
+                positions
+                    .into_iter()
+                    .zip(kept)
+                    .map(|(i, t)| (i, Some(t)))
+                    .collect()
+            } else {
+                positions.into_iter().map(|i| (i, None)).collect()
+            };
+            Ok(Admitted {
+                hexes: req.txs,
+                results,
+                decoded,
+                local,
+            })
+        })
+        .await?;
     let m = &st.ctx.metrics;
     if from_gossip {
-        m.gossip.txs_received.inc_by(req.txs.len() as u64);
+        m.gossip.txs_received.inc_by(hexes.len() as u64);
     } else {
-        m.txs_submitted.inc_by(req.txs.len() as u64);
+        m.txs_submitted.inc_by(hexes.len() as u64);
     }
-    let mut results: Vec<Option<Result<Hash, ApiError>>> = Vec::with_capacity(req.txs.len());
-    let mut decoded: Vec<(usize, SignedTx)> = Vec::new();
-    for (i, hex_tx) in req.txs.iter().enumerate() {
-        match extract::tx_from_hex(hex_tx) {
-            Ok(tx) => {
-                decoded.push((i, tx));
-                results.push(None);
-            }
-            Err(e) => results.push(Some(Err(e))),
-        }
-    }
-    let txs: Vec<SignedTx> = decoded.iter().map(|(_, t)| t.clone()).collect();
-    let local = st.ledger(move |l| Ok(l.submit_batch(txs))).await?;
     if let Some(g) = &st.ctx.gossip
         && !from_gossip
     {
@@ -197,7 +231,7 @@ pub(crate) async fn submit_batch(
             .filter_map(|((i, _), r)| {
                 let id = r.as_ref().ok()?;
                 // It decoded, so after trimming it is plain hex.
-                let hex = std::mem::take(&mut req.txs[*i]);
+                let hex = std::mem::take(&mut hexes[*i]);
                 let hex = hex.trim();
                 Some(GossipTx::new(
                     *id,
@@ -209,8 +243,8 @@ pub(crate) async fn submit_batch(
     }
     let mut to_forward: Vec<(usize, SignedTx)> = Vec::new();
     for ((i, tx), r) in decoded.into_iter().zip(local) {
-        match &st.ctx.forward {
-            Some(_) if forwardable(&r) && !from_gossip => to_forward.push((i, tx)),
+        match tx {
+            Some(tx) if forwardable(&r) => to_forward.push((i, tx)),
             _ => results[i] = Some(r.map_err(ApiError::from)),
         }
     }
@@ -271,6 +305,18 @@ pub(crate) async fn submit_batch(
         accepted,
         rejected,
     }))
+}
+
+/// A batch after decoding and admission.
+struct Admitted {
+    /// The request's hex transactions, in order.
+    hexes: Vec<String>,
+    /// Per position: the decoding error, or `None` if it decoded.
+    results: Vec<Option<Result<Hash, ApiError>>>,
+    /// Position of each decoded transaction, with the transaction if it may be forwarded.
+    decoded: Vec<(usize, Option<SignedTx>)>,
+    /// Admission results of the decoded transactions, in order.
+    local: Vec<Result<Hash, SubmitError>>,
 }
 
 /// Where a transaction stands.
