@@ -57,7 +57,7 @@ pub const EDGE_OPERATOR_ORG: &str = "edge-operator-1";
 /// Arguments of `trustedge init`.
 #[derive(Args, Debug, Clone)]
 pub struct InitArgs {
-    /// Number of validator nodes (1 seals blocks alone; consensus for more comes later).
+    /// Number of validator nodes (1 seals blocks alone; more run BFT consensus together).
     #[arg(long, default_value_t = 1)]
     pub validators: usize,
     /// Number of edge nodes.
@@ -72,7 +72,8 @@ pub struct InitArgs {
     /// Chain id.
     #[arg(long, default_value = "trustedge-local")]
     pub chain_id: String,
-    /// First API port; nodes get consecutive ports from here.
+    /// First API port; nodes get consecutive ports from here, then the validators of a
+    /// multi-validator network get their p2p (consensus) ports after the API ports.
     #[arg(long, default_value_t = 26650)]
     pub base_port: u16,
     /// Number of health-authority organisations (default: one per validator, at most 3).
@@ -256,10 +257,17 @@ pub fn create(args: &InitArgs) -> anyhow::Result<Network> {
         );
     }
     let total_nodes = args.validators + args.edges + args.clouds;
-    let last_port = u32::from(args.base_port) + total_nodes as u32 - 1;
+    // Validators of a multi-validator network run consensus: one p2p port each.
+    let p2p_ports = if args.validators > 1 {
+        args.validators
+    } else {
+        0
+    };
+    let total_ports = total_nodes + p2p_ports;
+    let last_port = u32::from(args.base_port) + total_ports as u32 - 1;
     if args.base_port == 0 || last_port > u32::from(u16::MAX) {
         anyhow::bail!(
-            "--base-port {} leaves no room for {total_nodes} consecutive ports",
+            "--base-port {} leaves no room for {total_ports} consecutive ports",
             args.base_port
         );
     }
@@ -370,11 +378,22 @@ pub fn create(args: &InitArgs) -> anyhow::Result<Network> {
     }
     write_new(&args.home.join(MARKER_FILE), b"created by trustedge init\n")?;
     let upstream = nodes.first().map(|n| n.url.clone()).unwrap_or_default();
+    // Validator `i` (validators come first) listens for consensus on the `i`-th port after
+    // the API ports and keeps the others as persistent peers.
+    let p2p_addr = |i: usize| {
+        format!(
+            "/ip4/127.0.0.1/tcp/{}",
+            usize::from(args.base_port) + total_nodes + i
+        )
+    };
     for (i, n) in nodes.iter().enumerate() {
         std::fs::create_dir_all(&n.home)
             .with_context(|| format!("cannot create {}", n.home.display()))?;
         write_new(&n.home.join("genesis.json"), genesis_json.as_bytes())?;
         keys::save(&n.home.join("key.json"), &n.key)?;
+        let consensus = n.role == NodeRole::Validator && p2p_ports > 0;
+        // Everybody but the first validator names it as upstream: edge and cloud nodes follow
+        // it; a consensus validator follows it only if its key leaves the validator set.
         let upstream = if i == 0 {
             Vec::new()
         } else {
@@ -390,7 +409,14 @@ pub fn create(args: &InitArgs) -> anyhow::Result<Network> {
         } else {
             Vec::new()
         };
-        write_config(n, upstream, gossip_peers, args.light_edges)?;
+        let p2p = consensus.then(|| {
+            let peers = (0..args.validators)
+                .filter(|j| *j != i)
+                .map(p2p_addr)
+                .collect();
+            (p2p_addr(i), peers)
+        });
+        write_config(n, upstream, gossip_peers, args.light_edges, p2p)?;
     }
     Ok(Network {
         genesis,
@@ -404,6 +430,7 @@ fn write_config(
     upstream: Vec<String>,
     gossip_peers: Vec<String>,
     light_edges: bool,
+    p2p: Option<(String, Vec<String>)>,
 ) -> anyhow::Result<()> {
     let listen = n.url.trim_start_matches("http://");
     let mut config = NodeConfig::new(&n.name, n.role, listen, &n.url);
@@ -411,6 +438,10 @@ fn write_config(
     config.upstream = upstream;
     config.gossip_peers = gossip_peers;
     config.light = light_edges && n.role == NodeRole::Edge;
+    if let Some((listen, peers)) = p2p {
+        config.consensus.p2p_listen = listen;
+        config.consensus.persistent_peers = peers;
+    }
     if n.home.join(trustedge_node::config::CONFIG_FILE).exists() {
         anyhow::bail!(
             "{} has a config.toml already; refusing to overwrite it",

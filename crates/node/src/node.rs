@@ -89,8 +89,9 @@ pub fn choose_mode(
             if validators.get(&Address::of_member(&key.public())).is_some() =>
         {
             if !config.upstream.is_empty() {
-                tracing::warn!(
-                    "this validator takes part in consensus; its `upstream` setting is ignored"
+                tracing::info!(
+                    "this validator takes part in consensus; `upstream` is followed only by a \
+                     key outside the validator set"
                 );
             }
             Ok(Mode::Consensus)
@@ -261,6 +262,7 @@ pub async fn start_with_config(
         }
         (Mode::Consensus, Some(key)) => {
             let clock = options.clock.clone();
+            let m = metrics.clone();
             let consensus = trustedge_consensus::start(
                 ledger.clone(),
                 key,
@@ -269,6 +271,7 @@ pub async fn start_with_config(
                 &config.consensus,
                 EngineOptions {
                     now_ms: Arc::new(move || clock.now_ms()),
+                    on_commit: Some(Arc::new(move |info, took| m.committed(info, took))),
                     ..EngineOptions::default()
                 },
             )
@@ -343,8 +346,8 @@ pub async fn start_with_config(
 /// How often a consensus node refreshes its height and mempool gauges.
 const CONSENSUS_METRICS_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Keeps a consensus node's gauges current until `stop` (blocks are committed inside the
-/// engine's application loop, not here), then stops the engine gracefully.
+/// Keeps a consensus node's mempool gauges current until `stop` (blocks are committed, and
+/// counted, inside the engine's application loop), then stops the engine gracefully.
 async fn run_consensus(
     consensus: ConsensusHandle,
     ledger: Arc<Ledger>,
@@ -352,24 +355,14 @@ async fn run_consensus(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(CONSENSUS_METRICS_INTERVAL);
-    let mut committed = 0u64;
     let mut reported_stop = false;
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
             _ = tick.tick() => {}
         }
-        let l = ledger.clone();
-        if let Ok(Ok(h)) = tokio::task::spawn_blocking(move || l.height()).await {
-            metrics.height.set(i64::try_from(h).unwrap_or(i64::MAX));
-        }
         let (txs, bytes) = ledger.mempool_size();
         metrics.mempool(txs, bytes);
-        let now = consensus.stats().snapshot().committed;
-        metrics
-            .blocks_committed
-            .inc_by(now.saturating_sub(committed));
-        committed = now;
         if consensus.is_finished() && !reported_stop {
             // The engine or its application failed; the API keeps serving the ledger.
             reported_stop = true;

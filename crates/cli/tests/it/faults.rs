@@ -127,7 +127,6 @@ fn advance(urls: &[&String], by: u64, what: &str) {
 }
 
 #[test]
-#[ignore = "needs multi-validator consensus in the node (validator mode)"]
 fn one_validator_killed_the_others_commit_and_it_catches_up_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (devnet, urls) = devnet(dir.path());
@@ -157,7 +156,6 @@ fn one_validator_killed_the_others_commit_and_it_catches_up_after_a_restart() {
 }
 
 #[test]
-#[ignore = "needs multi-validator consensus in the node (validator mode)"]
 fn two_validators_killed_the_chain_halts_without_forking_and_resumes_when_one_returns() {
     let dir = tempfile::tempdir().unwrap();
     let (devnet, urls) = devnet(dir.path());

@@ -162,6 +162,14 @@ fn init_lays_out_a_network_with_a_valid_genesis() {
                     .iter()
                     .any(|v| v.public_key == key.public())
             );
+            // Two validators run consensus: each listens on its own p2p port and names the
+            // other as its peer.
+            assert!(
+                urls.insert(c.consensus.p2p_listen.clone()),
+                "duplicate p2p address {}",
+                c.consensus.p2p_listen
+            );
+            assert_eq!(c.consensus.persistent_peers.len(), 1, "{name}");
         }
         if name == "edge-0" {
             let ops = &genesis

@@ -38,7 +38,7 @@ use arc_malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId, Pro
 use arc_malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
-use trustedge_chain::{BlockError, Ledger};
+use trustedge_chain::{BlockError, CommitInfo, Ledger};
 use trustedge_types::{Block, CommitCertificate, CommitSig, Hash, Keypair};
 
 use crate::codec::{MAX_SYNC_RESPONSE_BYTES, MAX_SYNC_VALUES};
@@ -60,6 +60,10 @@ pub const MAX_PENDING_PROPOSALS: usize = 16;
 
 /// A source of Unix time in milliseconds (injected, so tests drive block times).
 pub type NowMs = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Called after every block this node commits, with what the commit did and how long the
+/// ledger took (the node feeds its metrics from it). Runs on a blocking thread.
+pub type CommitHook = Arc<dyn Fn(&CommitInfo, Duration) + Send + Sync>;
 
 /// The system clock as a [`NowMs`].
 pub fn system_now() -> NowMs {
@@ -153,6 +157,8 @@ pub struct AppParts {
     pub faults: Faults,
     /// Where to count what happens.
     pub stats: Arc<ConsensusStats>,
+    /// Called after every commit.
+    pub on_commit: Option<CommitHook>,
 }
 
 /// The application loop's state.
@@ -168,6 +174,7 @@ pub struct ConsensusApp {
     max_ahead_ms: u64,
     faults: Faults,
     stats: Arc<ConsensusStats>,
+    on_commit: Option<CommitHook>,
     streams: PartStreams,
     /// Complete, not yet verified proposals of future heights.
     pending: Vec<SignedProposal>,
@@ -274,6 +281,7 @@ impl ConsensusApp {
             max_ahead_ms: parts.max_block_time_ahead_ms,
             faults: parts.faults,
             stats: parts.stats,
+            on_commit: parts.on_commit,
             streams: PartStreams::new(),
             pending: Vec::new(),
             height: Height(0),
@@ -763,6 +771,7 @@ impl ConsensusApp {
         let store = self.store.clone();
         let ledger_cert = to_ledger_certificate(cert)?;
         let stats = self.stats.clone();
+        let on_commit = self.on_commit.clone();
         blocking("commit", move || {
             let latest = ledger.height()?;
             if latest >= height {
@@ -789,8 +798,12 @@ impl ConsensusApp {
                     block.hash()
                 )));
             }
+            let started = std::time::Instant::now();
             let info = ledger.commit_block(&block, &ledger_cert)?;
             bump(&stats.committed);
+            if let Some(hook) = &on_commit {
+                hook(&info, started.elapsed());
+            }
             tracing::info!(
                 height,
                 block = %hash,

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use trustedge_chain::Ledger;
 use trustedge_types::{Address, Hash, Keypair};
 
-use crate::app::{AppParts, ConsensusApp, ConsensusStats, Faults, NowMs, system_now};
+use crate::app::{AppParts, CommitHook, ConsensusApp, ConsensusStats, Faults, NowMs, system_now};
 use crate::codec::{LedgerCodec, MAX_SYNC_RESPONSE_BYTES};
 use crate::context::{LedgerContext, ValidatorAddress};
 use crate::error::ConsensusError;
@@ -342,6 +342,8 @@ pub mod byzantine {
 pub struct EngineOptions {
     /// The clock block times come from.
     pub now_ms: NowMs,
+    /// Called after every block committed here.
+    pub on_commit: Option<CommitHook>,
     /// Application-level misbehaviour (tests only).
     pub faults: Faults,
     /// Network-level misbehaviour through Malachite's Byzantine proxy (tests only).
@@ -353,6 +355,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             now_ms: system_now(),
+            on_commit: None,
             faults: Faults::default(),
             #[cfg(feature = "byzantine")]
             byzantine: None,
@@ -527,6 +530,7 @@ pub async fn start(
         max_block_time_ahead_ms: settings.max_block_time_ahead_ms,
         faults: options.faults,
         stats: stats.clone(),
+        on_commit: options.on_commit,
     });
     let (stop, stop_rx) = watch::channel(false);
     let span = tracing::info_span!("consensus", node = %moniker);

@@ -29,7 +29,7 @@ pub mod parts;
 pub mod signing;
 pub mod store;
 
-pub use app::{ConsensusStats, Faults, NowMs, StatsSnapshot, system_now};
+pub use app::{CommitHook, ConsensusStats, Faults, NowMs, StatsSnapshot, system_now};
 pub use context::{BlockHash, Height, LedgerContext, ValidatorAddress};
 pub use engine::{ConsensusHandle, ConsensusSettings, EngineOptions, start};
 pub use error::ConsensusError;
