@@ -54,7 +54,7 @@ const TARGET_TX_PER_S: f64 = 20_000.0;
 /// Arguments of `trustedge bench ledger`.
 #[derive(Args, Debug, Clone)]
 pub struct LedgerArgs {
-    /// Number of validators (more than one needs the consensus engine).
+    /// Number of validators (more than one run BFT consensus).
     #[arg(long, default_value_t = 4)]
     pub validators: usize,
     /// Length of the measurement window.
@@ -70,9 +70,10 @@ pub struct LedgerArgs {
     /// Most transactions pre-signed (they are held in memory).
     #[arg(long, default_value_t = 2_000_000)]
     pub max_txs: usize,
-    /// Validators' `block_interval_ms` (default: the node's default).
+    /// Block pacing: the sealer's `block_interval_ms` and consensus'
+    /// `target_block_time_ms` (default: the node's defaults).
     #[arg(long)]
-    pub block_interval_ms: Option<u64>,
+    pub block_time_ms: Option<u64>,
     /// First API port (default: a free range).
     #[arg(long)]
     pub base_port: Option<u16>,
@@ -135,9 +136,15 @@ async fn measure(args: &LedgerArgs) -> anyhow::Result<Figures> {
         .unwrap_or(1);
     let dir = TempDir::new()?;
     let home = dir.path().join("net");
+    // API ports, then (with consensus) one p2p port per validator.
+    let ports = if args.validators > 1 {
+        2 * args.validators
+    } else {
+        1
+    };
     let base_port = match args.base_port {
         Some(p) => p,
-        None => free_ports(args.validators)?,
+        None => free_ports(ports)?,
     };
     let net = init::create(&InitArgs {
         validators: args.validators,
@@ -149,10 +156,11 @@ async fn measure(args: &LedgerArgs) -> anyhow::Result<Figures> {
         health_authorities: None,
         light_edges: false,
     })?;
-    if let Some(ms) = args.block_interval_ms {
+    if let Some(ms) = args.block_time_ms {
         for n in &net.nodes {
             let mut c = NodeConfig::load(&n.home)?;
-            c.block_interval_ms = ms;
+            c.block_interval_ms = ms.max(1);
+            c.consensus.target_block_time_ms = ms;
             c.save(&n.home)?;
         }
     }

@@ -20,7 +20,7 @@ use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
 use trustedge_node::client::Client;
-use trustedge_node::config::Role as NodeRole;
+use trustedge_node::config::{NodeConfig, Role as NodeRole};
 
 use crate::children::NodeProcess;
 use crate::init::{self, InitArgs, Network, NodeHome};
@@ -193,14 +193,19 @@ impl Devnet {
     /// `exe node --home …`, and writes `devnet.json`. Refuses if an API port is taken.
     pub fn start(home: &Path, net: Network, exe: &Path, restart: bool) -> anyhow::Result<Devnet> {
         for n in &net.nodes {
-            let listen = n.url.trim_start_matches("http://");
-            if std::net::TcpListener::bind(listen).is_err() {
-                anyhow::bail!(
-                    "{listen} (the API address of {}) is in use: is this network already \
-                     running? Stop it first (see {}), or use another --home and --base-port",
-                    n.name,
-                    home.join(DEVNET_FILE).display()
-                );
+            let mut addrs = vec![("API", n.url.trim_start_matches("http://").to_string())];
+            if let Some(p2p) = p2p_address(&n.home)? {
+                addrs.push(("p2p", p2p));
+            }
+            for (what, addr) in addrs {
+                if std::net::TcpListener::bind(&addr).is_err() {
+                    anyhow::bail!(
+                        "{addr} (the {what} address of {}) is in use: is this network already \
+                         running? Stop it first (see {}), or use another --home and --base-port",
+                        n.name,
+                        home.join(DEVNET_FILE).display()
+                    );
+                }
             }
         }
         let mut devnet = Devnet {
@@ -425,6 +430,20 @@ impl Drop for Devnet {
             self.stop();
         }
     }
+}
+
+/// The consensus p2p address (`host:port`) of the validator in `home`, if it runs consensus
+/// (its `[consensus]` table names peers and a `/ip4/<host>/tcp/<port>` listen address).
+fn p2p_address(home: &Path) -> anyhow::Result<Option<String>> {
+    let config = NodeConfig::load(home)?;
+    if config.role != NodeRole::Validator || config.consensus.persistent_peers.is_empty() {
+        return Ok(None);
+    }
+    let parts: Vec<&str> = config.consensus.p2p_listen.split('/').collect();
+    Ok(match parts.as_slice() {
+        ["", "ip4", host, "tcp", port, ..] => Some(format!("{host}:{port}")),
+        _ => None,
+    })
 }
 
 /// Whether something accepts connections on the address of `url` (`http://host:port`).
