@@ -57,6 +57,8 @@ pub const MAX_FUTURE_ROUNDS: u32 = 8;
 pub const MAX_FUTURE_HEIGHTS: u64 = 2;
 /// Most complete proposals held for future heights.
 pub const MAX_PENDING_PROPOSALS: usize = 16;
+/// Most block bytes held for future heights (a few maximal blocks).
+pub const MAX_PENDING_BYTES: usize = 4 * trustedge_types::block::MAX_BLOCK_BYTES;
 
 /// A source of Unix time in milliseconds (injected, so tests drive block times).
 pub type NowMs = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -316,17 +318,25 @@ impl ConsensusApp {
         blocking("ledger height", move || Ok(ledger.height()?)).await
     }
 
-    async fn validator_set(&self) -> Result<ConsensusValidatorSet, ConsensusError> {
+    /// The validator set of `height` (the ledger knows it up to the next height).
+    async fn validator_set(&self, height: Height) -> Result<ConsensusValidatorSet, ConsensusError> {
         let ledger = self.ledger.clone();
-        let set = blocking("validator set", move || Ok(ledger.validator_set()?)).await?;
+        let set = blocking("validator set", move || {
+            Ok(ledger.validator_set_at(height.0)?)
+        })
+        .await?;
         ConsensusValidatorSet::new(set)
     }
 
-    /// Parameters of the next height: its validator set comes from the ledger's state after
-    /// the last committed block, so a set changed at a height boundary takes effect here.
-    async fn height_params(&self) -> Result<HeightParams<LedgerContext>, ConsensusError> {
+    /// Parameters of `height` (the next one): its validator set comes from the ledger's
+    /// state after the block before it, so a set changed at a height boundary takes effect
+    /// exactly there.
+    async fn height_params(
+        &self,
+        height: Height,
+    ) -> Result<HeightParams<LedgerContext>, ConsensusError> {
         Ok(HeightParams::new(
-            self.validator_set().await?,
+            self.validator_set(height).await?,
             self.timeouts,
             self.target_block_time,
         ))
@@ -340,7 +350,7 @@ impl ConsensusApp {
         match msg {
             AppMsg::ConsensusReady { reply } => {
                 let next = Height(self.ledger_height().await? + 1);
-                let params = self.height_params().await?;
+                let params = self.height_params(next).await?;
                 self.height = next;
                 tracing::info!(height = %next, "consensus ready");
                 send("ConsensusReady", reply, (next, params));
@@ -432,15 +442,15 @@ impl ConsensusApp {
                     bump(&self.stats.misbehaviour_reports);
                     tracing::warn!(height = %certificate.height, ?evidence, "misbehaviour observed");
                 }
-                let next = self.finalize(&certificate).await;
-                let params = self.height_params().await?;
-                match next {
+                match self.finalize(&certificate).await {
                     Ok(next) => {
+                        let params = self.height_params(next).await?;
                         self.height = next;
                         self.round = Round::Nil;
                         send("Finalized", reply, Next::Start(next, params));
                     }
                     Err(e) => {
+                        let params = self.height_params(certificate.height).await?;
                         bump(&self.stats.commit_failures);
                         tracing::error!(
                             error = %e,
@@ -661,10 +671,18 @@ impl ConsensusApp {
         if self.pending.iter().any(|p| p.init == sp.init) {
             return;
         }
-        if self.pending.len() >= MAX_PENDING_PROPOSALS {
+        self.pending.push(sp);
+        // Oldest first out: the newest proposals are the likeliest to be needed.
+        while self.pending.len() > MAX_PENDING_PROPOSALS
+            || self
+                .pending
+                .iter()
+                .map(|p| p.block_bytes.len())
+                .sum::<usize>()
+                > MAX_PENDING_BYTES
+        {
             self.pending.remove(0);
         }
-        self.pending.push(sp);
     }
 
     /// Verifies and stores the held proposals of `height` now that it started; they are then
@@ -698,7 +716,7 @@ impl ConsensusApp {
                 "round {round} is too far ahead of {current}"
             )));
         }
-        let set = self.validator_set().await?;
+        let set = self.validator_set(height).await?;
         let expected = set.proposer(height, Round::new(round)).address;
         if expected != sp.proposer() {
             return Err(ConsensusError::BadParts(format!(
@@ -943,5 +961,88 @@ impl ConsensusApp {
                 SyncedValueOutcome::LocalTransientError
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arc_malachitebft_app_channel::Signer;
+    use arc_malachitebft_app_channel::app::types::core::{Context as _, NilOrVal};
+    use trustedge_types::{Address, BlockHeader, Validator, ValidatorSet};
+
+    use crate::signing::LedgerSigner;
+
+    /// A Malachite commit certificate made of real precommit signatures converts into the
+    /// ledger's certificate, which verifies with `CommitCertificate::verify`; and back.
+    #[test]
+    fn precommit_signatures_are_ledger_certificates() {
+        let keys: Vec<Keypair> = (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect();
+        let set = ValidatorSet::new(
+            keys.iter()
+                .map(|k| Validator {
+                    name: "v".into(),
+                    address: Address::of_member(&k.public()),
+                    public_key: k.public(),
+                    power: 1,
+                })
+                .collect(),
+        )
+        .unwrap();
+        let header = BlockHeader {
+            chain_id: "chain-a".into(),
+            height: 9,
+            time_ms: 5,
+            prev_hash: Hash([1; 32]),
+            tx_root: Hash::ZERO,
+            state_root: Hash([2; 32]),
+            results_root: Hash::ZERO,
+            validator_set_hash: set.hash(),
+            proposer: set.validators[0].address,
+        };
+        let ctx = LedgerContext::new("chain-a");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let votes: Vec<_> = keys[..3]
+            .iter()
+            .map(|k| {
+                let vote = ctx.new_precommit(
+                    Height(9),
+                    Round::new(2),
+                    NilOrVal::Val(BlockHash(header.hash())),
+                    ValidatorAddress(Address::of_member(&k.public())),
+                );
+                rt.block_on(LedgerSigner::new(k.clone(), "chain-a").sign_vote(vote))
+                    .unwrap()
+            })
+            .collect();
+        let cert =
+            MalachiteCertificate::new(Height(9), Round::new(2), BlockHash(header.hash()), votes);
+        assert_eq!(cert.commit_signatures.len(), 3);
+        let ledger_cert = to_ledger_certificate(&cert).unwrap();
+        assert_eq!(ledger_cert.round, 2);
+        ledger_cert.verify(&header, &set).unwrap();
+        let back = to_malachite_certificate(&ledger_cert);
+        assert_eq!(back.trim_vote_extensions().commit_signatures.len(), 3);
+
+        // Signatures of another chain, round or block do not make a certificate here.
+        let other_chain = {
+            let vote = ctx.new_precommit(
+                Height(9),
+                Round::new(2),
+                NilOrVal::Val(BlockHash(header.hash())),
+                ValidatorAddress(Address::of_member(&keys[0].public())),
+            );
+            rt.block_on(LedgerSigner::new(keys[0].clone(), "chain-b").sign_vote(vote))
+                .unwrap()
+        };
+        let mut forged = ledger_cert.clone();
+        forged.signatures[0].signature = other_chain.signature.0;
+        forged.signatures.sort_by_key(|s| s.validator);
+        assert!(forged.verify(&header, &set).is_err());
+        let mut moved = ledger_cert;
+        moved.round = 3;
+        assert!(moved.verify(&header, &set).is_err());
     }
 }

@@ -212,3 +212,80 @@ async fn partitions_heal_without_fork() {
     c.stop_all().await;
     eprintln!("partitions_heal_without_fork: {:?}", t.elapsed());
 }
+
+/// The validator set changes at a height boundary, by governance: a fifth node, a full node
+/// until then, becomes a validator at the height the ledger says, and its votes count: with
+/// one of the original four stopped, only its precommits make the quorum of 4 out of 5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_added_by_governance_votes_from_its_height() {
+    use trustedge_contracts::{GenesisCall, ValidatorChange};
+    let _serial = support::serial().lock().await;
+    let t = Instant::now();
+    let mut c = Cluster::with_genesis_validators(5, 4).await;
+    c.start_all().await;
+    let all = [0, 1, 2, 3, 4];
+    c.wait_for_height(&all, 2, Duration::from_secs(60)).await;
+
+    let newcomer = support::validator_key(4).public();
+    let admin = support::ha_admin_key();
+    let add = trustedge_types::TxBody {
+        chain_id: support::CHAIN.into(),
+        signer: admin.public(),
+        nonce: 1,
+        expiry_height: 10_000,
+        payload: trustedge_types::Payload::new(
+            "genesis",
+            &GenesisCall::ProposeValidatorChange {
+                change: ValidatorChange::Add {
+                    name: "validator-4".into(),
+                    public_key: newcomer,
+                    power: 1,
+                },
+            },
+        ),
+    }
+    .sign(&admin);
+    c.submit_everywhere(&[add]);
+    // Wait until the set of the next height has five validators.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let changed_at = loop {
+        let l = c.nodes[0].ledger();
+        let h = l.height().unwrap();
+        if l.validator_set().unwrap().validators.len() == 5 {
+            break h + 1;
+        }
+        assert!(Instant::now() < deadline, "the change was not applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    c.wait_for_height(&all, changed_at, Duration::from_secs(60))
+        .await;
+
+    c.stop(3).await;
+    let at = c.max_height(&[0, 1, 2, 4]);
+    c.wait_for_height(&[0, 1, 2, 4], at + 3, Duration::from_secs(60))
+        .await;
+    let common = c.assert_agree(&[0, 1, 2, 4]);
+    // Certificates after the change verify against five validators and hold the newcomer's
+    // precommit once validator 3 was down.
+    let newcomer_addr = trustedge_types::Address::of_member(&newcomer);
+    let store = c.nodes[0].ledger().store();
+    let cert = store.certificate(common).unwrap().unwrap();
+    assert!(
+        cert.signatures.iter().any(|s| s.validator == newcomer_addr),
+        "the new validator's precommit is in the certificate of {common}"
+    );
+    assert_eq!(
+        c.nodes[0]
+            .ledger()
+            .validator_set_at(common)
+            .unwrap()
+            .validators
+            .len(),
+        5
+    );
+    c.stop_all().await;
+    eprintln!(
+        "a_validator_added_by_governance_votes_from_its_height: {:?}",
+        t.elapsed()
+    );
+}

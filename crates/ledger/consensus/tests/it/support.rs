@@ -47,6 +47,11 @@ pub fn admin_key() -> Keypair {
     Keypair::from_seed([99; 32])
 }
 
+/// Admin of the genesis health authority (validator-set governance).
+pub fn ha_admin_key() -> Keypair {
+    Keypair::from_seed([98; 32])
+}
+
 pub fn genesis(n: usize) -> Genesis {
     Genesis {
         chain_id: CHAIN.into(),
@@ -68,7 +73,7 @@ pub fn genesis(n: usize) -> Genesis {
                 name: "health-authority-1".into(),
                 kind: OrgKind::HealthAuthority,
                 members: vec![GenesisMember {
-                    public_key: Keypair::from_seed([98; 32]).public(),
+                    public_key: ha_admin_key().public(),
                     role: Role::Admin,
                 }],
             },
@@ -210,6 +215,8 @@ impl Node {
 pub struct Cluster {
     _dir: TempDir,
     pub n: usize,
+    /// Validators in the genesis (the first `genesis_validators` nodes).
+    pub genesis_validators: usize,
     pub ports: Vec<u16>,
     /// `relays[(i, j)]`: how `i` reaches `j`.
     pub relays: BTreeMap<(usize, usize), Relay>,
@@ -217,12 +224,12 @@ pub struct Cluster {
     pub options: Vec<EngineOptions>,
 }
 
-fn open_ledger(home: &Path, n: usize) -> Arc<Ledger> {
+fn open_ledger(home: &Path, genesis_validators: usize) -> Arc<Ledger> {
     std::fs::create_dir_all(home.join("data")).expect("mkdir");
     Arc::new(
         Ledger::open(
             &home.join("data/ledger.redb"),
-            genesis(n),
+            genesis(genesis_validators),
             LedgerConfig::default(),
         )
         .expect("open ledger"),
@@ -232,6 +239,12 @@ fn open_ledger(home: &Path, n: usize) -> Arc<Ledger> {
 impl Cluster {
     /// `n` validators, none started.
     pub async fn new(n: usize) -> Cluster {
+        Cluster::with_genesis_validators(n, n).await
+    }
+
+    /// `n` nodes with validator keys, of which the first `genesis_validators` are in the
+    /// genesis validator set, none started.
+    pub async fn with_genesis_validators(n: usize, genesis_validators: usize) -> Cluster {
         init_tracing();
         let dir = tempfile::tempdir().expect("tempdir");
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
@@ -254,6 +267,7 @@ impl Cluster {
         Cluster {
             _dir: dir,
             n,
+            genesis_validators,
             ports,
             relays,
             nodes,
@@ -272,7 +286,7 @@ impl Cluster {
     /// Starts validator `i` from whatever its home holds.
     pub async fn start(&mut self, i: usize) {
         assert!(!self.nodes[i].is_running(), "validator {i} runs already");
-        let ledger = open_ledger(&self.nodes[i].home, self.n);
+        let ledger = open_ledger(&self.nodes[i].home, self.genesis_validators);
         let handle = trustedge_consensus::start(
             ledger.clone(),
             validator_key(i),
@@ -388,8 +402,8 @@ impl Cluster {
     /// the common height.
     pub fn assert_agree(&self, of: &[usize]) -> u64 {
         let common = self.heights(of).into_iter().min().unwrap_or(0);
-        let set = self.nodes[of[0]].ledger().validator_set().expect("set");
         for h in 1..=common {
+            let set = self.nodes[of[0]].ledger().validator_set_at(h).expect("set");
             let reference = {
                 let s = self.nodes[of[0]].ledger().store();
                 (
