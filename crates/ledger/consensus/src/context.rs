@@ -1,4 +1,4 @@
-//! The ledger's Malachite [`Context`]: which types consensus runs on.
+//! The ledger's Malachite context ([`mc::Context`]): which types consensus runs on.
 //!
 //! | Malachite      | TrustEdge                                                          |
 //! |----------------|--------------------------------------------------------------------|

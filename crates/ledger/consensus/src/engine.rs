@@ -331,6 +331,32 @@ fn network_keypair(key: &Keypair) -> Result<NetworkKeypair, ConsensusError> {
         .map_err(|e| ConsensusError::Engine(format!("network key: {e}")))
 }
 
+/// Refuses a TCP listen address that is taken. Malachite only logs a failed listen and runs
+/// on, unreachable; a validator should rather not start. (The port is free again when this
+/// returns; the window until the engine binds it is a few milliseconds.)
+fn check_listen_addr(addr: &Multiaddr) -> Result<(), ConsensusError> {
+    // The text form is `/ip4/<a>/tcp/<port>/…` (or ip6); only TCP listeners are checked.
+    let text = addr.to_string();
+    let parts: Vec<&str> = text.split('/').collect();
+    let mut ip = None;
+    let mut port = None;
+    for w in parts.windows(2) {
+        match w {
+            ["ip4" | "ip6", a] => ip = a.parse::<std::net::IpAddr>().ok(),
+            ["tcp", p] => port = p.parse::<u16>().ok(),
+            _ => {}
+        }
+    }
+    if let (Some(ip), Some(port)) = (ip, port)
+        && port != 0
+    {
+        std::net::TcpListener::bind((ip, port)).map_err(|e| {
+            ConsensusError::Config(format!("cannot listen on p2p address {addr}: {e}"))
+        })?;
+    }
+    Ok(())
+}
+
 /// Byzantine behaviour for the consensus tests (feature `byzantine`).
 #[cfg(feature = "byzantine")]
 pub mod byzantine {
@@ -426,6 +452,7 @@ pub async fn start(
     let ctx = LedgerContext::new(&chain_id);
     let address = ValidatorAddress(Address::of_member(&key.public()));
     let config = engine_config(moniker, settings)?;
+    check_listen_addr(&config.consensus.p2p.listen_addr)?;
 
     let wal_path = resolve(home, &settings.wal_path);
     let proposals_path = resolve(home, &settings.proposals_path);

@@ -289,3 +289,25 @@ async fn a_validator_added_by_governance_votes_from_its_height() {
         t.elapsed()
     );
 }
+
+/// A validator whose p2p port is taken does not start (Malachite alone would run on,
+/// unreachable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_p2p_port_is_refused() {
+    let _serial = support::serial().lock().await;
+    let c = Cluster::new(1).await;
+    let _taken = std::net::TcpListener::bind(format!("127.0.0.1:{}", c.ports[0])).unwrap();
+    let ledger = support::open_ledger(&c.nodes[0].home, 1);
+    let e = trustedge_consensus::start(
+        ledger,
+        support::validator_key(0),
+        "validator-0",
+        &c.nodes[0].home,
+        &c.settings_of(0),
+        Default::default(),
+    )
+    .await
+    .err()
+    .expect("must refuse");
+    assert!(e.to_string().contains("cannot listen"), "{e}");
+}

@@ -224,7 +224,7 @@ pub struct Cluster {
     pub options: Vec<EngineOptions>,
 }
 
-fn open_ledger(home: &Path, genesis_validators: usize) -> Arc<Ledger> {
+pub fn open_ledger(home: &Path, genesis_validators: usize) -> Arc<Ledger> {
     std::fs::create_dir_all(home.join("data")).expect("mkdir");
     Arc::new(
         Ledger::open(
