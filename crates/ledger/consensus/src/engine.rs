@@ -418,6 +418,8 @@ impl ConsensusHandle {
         node.get_cell()
             .stop_children_and_wait(Some("shutdown".into()), Some(STOP_TIMEOUT))
             .await;
+        // An error here means the supervisor had stopped already (it stops itself when a
+        // child fails); either way it is gone.
         let _ = node
             .stop_and_wait(Some("shutdown".into()), Some(STOP_TIMEOUT))
             .await;
