@@ -67,8 +67,9 @@ pub struct LedgerArgs {
     /// Most transactions outstanding at once.
     #[arg(long, default_value_t = 100_000)]
     pub window: u64,
-    /// Most transactions pre-signed (they are held in memory).
-    #[arg(long, default_value_t = 2_000_000)]
+    /// Most transactions pre-signed (held in memory, about 0.5 KB each; enough for 30 s at
+    /// 33,000 tx/s; `presigned_used_up` in the output says if a run needed more).
+    #[arg(long, default_value_t = 1_000_000)]
     pub max_txs: usize,
     /// Block pacing: the sealer's `block_interval_ms` and consensus'
     /// `target_block_time_ms` (default: the node's defaults).

@@ -49,6 +49,8 @@ use crate::metrics::Metrics;
 pub const GOSSIP_HEADER: &str = "x-trustedge-gossip";
 /// Most gossip peers a node may name.
 pub const MAX_GOSSIP_PEERS: usize = 64;
+/// Shortest time between two "queue full" warnings about one peer (the metric counts all).
+const QUEUE_FULL_WARN_EVERY: Duration = Duration::from_secs(10);
 /// Bytes a batch request carries per transaction besides its hex (JSON framing).
 const PER_TX_FRAMING_BYTES: usize = 3;
 
@@ -235,6 +237,9 @@ impl GossipTx {
 struct Queue {
     items: VecDeque<Arc<GossipTx>>,
     bytes: usize,
+    /// Dropped because the queue was full, since the last warning.
+    dropped_unwarned: u64,
+    last_warning: Option<Instant>,
 }
 
 /// One peer: its queue and how to reach it.
@@ -329,7 +334,7 @@ impl Gossip {
         }
         let g = &self.metrics.gossip;
         for p in &self.peers {
-            let (queued, dropped, len) = {
+            let (queued, dropped, len, warn) = {
                 let mut q = p.lock();
                 let mut queued = 0u64;
                 let mut dropped = 0u64;
@@ -345,16 +350,29 @@ impl Gossip {
                         dropped += 1;
                     }
                 }
-                (queued, dropped, q.items.len())
+                // Warn at most every QUEUE_FULL_WARN_EVERY per peer: a peer that is down
+                // fills its queue on every push.
+                q.dropped_unwarned += dropped;
+                let due = q
+                    .last_warning
+                    .is_none_or(|t| t.elapsed() >= QUEUE_FULL_WARN_EVERY);
+                let warn = (q.dropped_unwarned > 0 && due).then(|| {
+                    q.last_warning = Some(Instant::now());
+                    std::mem::take(&mut q.dropped_unwarned)
+                });
+                (queued, dropped, q.items.len(), warn)
             };
             g.queued(&p.url, queued, len);
             if dropped > 0 {
                 g.dropped(&p.url, "queue_full", dropped);
+            }
+            if let Some(dropped) = warn {
                 tracing::warn!(
                     peer = %p.url,
                     dropped,
                     "gossip queue full: transactions not pushed to this peer (they stay in this \
-                     node's mempool and the other peers')"
+                     node's mempool and the other peers'); counted in \
+                     trustedge_gossip_txs_dropped_total"
                 );
             }
             if queued > 0 {

@@ -167,6 +167,25 @@ fn one_validator_killed_the_others_commit_and_it_catches_up_after_a_restart() {
     // And it takes part again: the chain goes on with all four.
     advance(&all, 2, "all four to commit again");
     assert_same_chain(&all);
+    // The load reached every validator's mempool by gossip, not only the one it was sent to.
+    for u in &urls[..3] {
+        assert!(
+            metric(u, "trustedge_gossip_txs_received_accepted_total") > 0.0,
+            "{u}"
+        );
+    }
+}
+
+/// A metric's value on a node (0 if absent).
+fn metric(url: &str, name: &str) -> f64 {
+    rt().block_on(async {
+        let text = Client::new(url).metrics().await.unwrap_or_default();
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    })
 }
 
 #[test]
