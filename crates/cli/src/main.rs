@@ -17,6 +17,7 @@ mod keys;
 mod load;
 mod loadgen;
 mod remote;
+mod tracing_cmd;
 mod tx;
 
 use std::path::PathBuf;
@@ -107,6 +108,8 @@ enum Command {
     /// Run a local network: every node of a home (created with `init` if needed) as a
     /// supervised child process, listed in DIR/devnet.json, until Ctrl-C.
     Devnet(devnet::DevnetArgs),
+    /// Contact tracing: the Exposure Notification (GAEN v1.2) key schedule.
+    Tracing(tracing_cmd::TracingArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -182,6 +185,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Devnet(args) => devnet::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Load(args) => load::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Tracing(args) => tracing_cmd::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench {
             which: BenchCommand::Execution(args),
         } => {

@@ -14,3 +14,4 @@ mod devnet;
 mod end_to_end;
 mod faults;
 mod offline;
+mod tracing;
