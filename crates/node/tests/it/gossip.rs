@@ -236,6 +236,17 @@ async fn a_peer_answering_429_is_retried_with_backoff_and_counted() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // The peer counts a batch before its answer reaches the gossip worker, which counts it
+    // as sent only then: wait for the worker too.
+    let sent = format!("trustedge_gossip_txs_sent_total{{peer=\"{url}\"}} 10");
+    while !metrics.encode().contains(&sent) {
+        assert!(
+            Instant::now() < deadline,
+            "delivered but not counted as sent: {}",
+            metrics.encode()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // 3 refusals, then 3 batches of at most 4.
     assert_eq!(calls.load(Ordering::SeqCst), 6);
     let text = metrics.encode();
