@@ -44,7 +44,6 @@ use trustedge_edge::light::{
     DEFAULT_WINDOW_HEADERS, LightClient, LightSnapshot, TrustedGenesis, TxInclusion,
     ValidatorSetProof,
 };
-use trustedge_execution::module::module_key;
 use trustedge_types::{BlockHeader, Hash, Height};
 use utoipa::IntoParams;
 
@@ -64,8 +63,6 @@ use crate::node::load_genesis;
 pub const MAX_HEADERS_PER_ROUND: u64 = 100;
 /// Name of the persisted headers file, beside the configured `db_path`.
 pub const HEADERS_FILE: &str = "light-headers.bin";
-/// Longest raw state key accepted by `/v1/light/verify-state`.
-const MAX_STATE_KEY_BYTES: usize = 1024;
 
 /// Shared state of a light node.
 struct LightState {
@@ -537,32 +534,7 @@ pub struct VerifiedState {
 }
 
 fn parse_key(q: &VerifyStateQuery) -> Result<Vec<u8>, ApiError> {
-    let key = match (&q.key, &q.path) {
-        (Some(k), None) => {
-            let k = k.trim();
-            hex::decode(k.strip_prefix("0x").unwrap_or(k))
-                .map_err(|e| ApiError::invalid_query(format!("key is not hex: {e}")))?
-        }
-        (None, Some(p)) => match p.split_once('/') {
-            Some((module, rest)) if !module.is_empty() => module_key(module, rest.as_bytes()),
-            _ => {
-                return Err(ApiError::invalid_query(format!(
-                    "path {p:?} is not <module>/<key>"
-                )));
-            }
-        },
-        _ => {
-            return Err(ApiError::invalid_query(
-                "give exactly one of key=<hex> and path=<module>/<key>",
-            ));
-        }
-    };
-    if key.is_empty() || key.len() > MAX_STATE_KEY_BYTES {
-        return Err(ApiError::invalid_query(format!(
-            "key must be 1..={MAX_STATE_KEY_BYTES} bytes"
-        )));
-    }
-    Ok(key)
+    crate::api::handlers::parse_state_key(q.key.as_deref(), q.path.as_deref())
 }
 
 fn upstream_failed(e: &ClientError) -> ApiError {

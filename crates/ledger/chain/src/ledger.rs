@@ -364,8 +364,21 @@ impl Ledger {
         };
         let next_height = snap.height() + 1;
         let mut out = Vec::with_capacity(txs.len());
+        // Once the mempool is full, every later transaction of the batch is refused as full
+        // too, even if a commit frees room meanwhile: a sender retries the refused tail in
+        // order, and admitting a later nonce ahead of a refused earlier one would make the
+        // earlier one stale for good once the later one commits.
+        let mut full: Option<MempoolError> = None;
         for ((tx, id), ok) in txs.into_iter().zip(ids).zip(sig_ok) {
-            out.push(self.admit_one(&snap, tx, id, ok, next_height));
+            if let Some(e) = &full {
+                out.push(Err(SubmitError::Mempool(e.clone())));
+                continue;
+            }
+            let r = self.admit_one(&snap, tx, id, ok, next_height);
+            if let Err(SubmitError::Mempool(e @ MempoolError::Full { .. })) = &r {
+                full = Some(e.clone());
+            }
+            out.push(r);
         }
         out
     }

@@ -652,25 +652,10 @@ pub(crate) async fn no_route(method: Method, uri: Uri) -> ApiError {
 
 // ------------------------------------------------------------------------------ state
 
-/// A raw state value with its proof (`"kind": "state"`).
-///
-/// Name the key either as hex (`key`) or as `<module>/<utf-8 key>` (`path`, e.g.
-/// `orgs/org/ha`). The value is decoded to JSON when its module documents the key. The proof
-/// verifies offline against the block header and, with the validator set, its certificate.
-#[utoipa::path(
-    get, path = "/v1/state", tag = "proofs",
-    params(StateQuery),
-    responses(
-        (status = 200, description = "Value (or absence) and proof", body = StateResponse),
-        (status = 400, description = "invalid_query", body = ErrorBody),
-        (status = 404, description = "not_found: height above the latest", body = ErrorBody),
-    )
-)]
-pub(crate) async fn state(
-    State(st): State<ApiState>,
-    ApiQuery(q): ApiQuery<StateQuery>,
-) -> Result<Json<StateResponse>, ApiError> {
-    let key = match (&q.key, &q.path) {
+/// The raw state key a query names: `key=<hex>` or `path=<module>/<key>` (exactly one),
+/// 1..=`MAX_STATE_KEY_BYTES` bytes. Shared by the full API and the light node's.
+pub(crate) fn parse_state_key(key: Option<&str>, path: Option<&str>) -> Result<Vec<u8>, ApiError> {
+    let key = match (key, path) {
         (Some(k), None) => {
             let k = k.trim();
             hex::decode(k.strip_prefix("0x").unwrap_or(k))
@@ -695,6 +680,28 @@ pub(crate) async fn state(
             "key must be 1..={MAX_STATE_KEY_BYTES} bytes"
         )));
     }
+    Ok(key)
+}
+
+/// A raw state value with its proof (`"kind": "state"`).
+///
+/// Name the key either as hex (`key`) or as `<module>/<utf-8 key>` (`path`, e.g.
+/// `orgs/org/ha`). The value is decoded to JSON when its module documents the key. The proof
+/// verifies offline against the block header and, with the validator set, its certificate.
+#[utoipa::path(
+    get, path = "/v1/state", tag = "proofs",
+    params(StateQuery),
+    responses(
+        (status = 200, description = "Value (or absence) and proof", body = StateResponse),
+        (status = 400, description = "invalid_query", body = ErrorBody),
+        (status = 404, description = "not_found: height above the latest", body = ErrorBody),
+    )
+)]
+pub(crate) async fn state(
+    State(st): State<ApiState>,
+    ApiQuery(q): ApiQuery<StateQuery>,
+) -> Result<Json<StateResponse>, ApiError> {
+    let key = parse_state_key(q.key.as_deref(), q.path.as_deref())?;
     let height = q.height;
     st.ledger(move |l| {
         let p = l.state_proof(&key, height)?;

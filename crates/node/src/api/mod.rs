@@ -9,7 +9,7 @@ pub mod docs;
 pub mod error;
 mod events;
 pub mod extract;
-mod handlers;
+pub(crate) mod handlers;
 pub mod types;
 
 use std::sync::Arc;
