@@ -15,6 +15,10 @@
 //! draws no randomness; the caller passes the time (as Unix seconds or an interval
 //! number) and the random bytes of a new TEK.
 
+pub mod diagnosis;
+
+pub use diagnosis::{DiagnosisKey, ReportType};
+
 use aes::Aes128;
 use aes::cipher::generic_array::GenericArray;
 use aes::cipher::{BlockEncrypt, KeyInit, KeyIvInit, StreamCipher};
