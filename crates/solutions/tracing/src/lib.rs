@@ -11,17 +11,36 @@
 //! - [`Aemk`] = HKDF-SHA256(TEK, no salt, `"EN-AEMK"`, 16 bytes) and
 //!   [`Aem`] = AES-128-CTR(AEMK, IV = RPI, [`Metadata`]).
 //!
+//! On top of the key schedule, the device SDK and the matcher:
+//!
+//! - [`broadcast`]: the device's TEK history (14 days), daily TEK and 10–20 minute RPI
+//!   rotation, the advertisement RPI ‖ AEM, the log of its own broadcast RPIs and the
+//!   diagnosis keys it uploads once confirmed;
+//! - [`sightings`]: the log of RPIs heard (RSSI, time), on-device filtering (too weak, too
+//!   short, out of the 14-day window) and aggregation into [`sightings::Encounter`]s;
+//! - [`upload`]: [`upload::EncounterUpload`], the bounded Borsh payload a device sends its
+//!   edge node for ONE of its own RPIs (nothing in it links two of its RPIs);
+//! - [`matching`]: [`matching::RpiIndex`] and [`matching::match_keys`] (diagnosis keys →
+//!   RPIs → observed encounters within ±2 h of clock skew), for edge nodes and for devices
+//!   in pure GAEN mode, and [`matching::match_notices`] for exposure notices on a device;
+//! - [`diagnosis`]: [`DiagnosisKey`], the one diagnosis-key type.
+//!
 //! Architecture invariant: this crate is pure. It does no I/O, reads no clock and
 //! draws no randomness; the caller passes the time (as Unix seconds or an interval
 //! number) and the random bytes of a new TEK.
 
+pub mod broadcast;
 pub mod diagnosis;
+pub mod matching;
+pub mod sightings;
+pub mod upload;
 
 pub use diagnosis::{DiagnosisKey, ReportType};
 
 use aes::Aes128;
 use aes::cipher::generic_array::GenericArray;
 use aes::cipher::{BlockEncrypt, KeyInit, KeyIvInit, StreamCipher};
+use borsh::{BorshDeserialize, BorshSerialize};
 use hkdf::Hkdf;
 use sha2::Sha256;
 
@@ -82,7 +101,9 @@ fn array<const N: usize>(what: &'static str, bytes: &[u8]) -> Result<[u8; N]> {
 }
 
 /// ENIntervalNumber: the number of 10-minute windows since the Unix epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize,
+)]
 pub struct EnIntervalNumber(pub u32);
 
 impl EnIntervalNumber {
@@ -195,7 +216,9 @@ impl Rpik {
 }
 
 /// Rolling Proximity Identifier: the 16 bytes broadcast over BLE in one interval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize,
+)]
 pub struct Rpi(pub [u8; 16]);
 
 impl Rpi {
@@ -272,7 +295,7 @@ impl Aemk {
 }
 
 /// Associated Encrypted Metadata: the 4 encrypted metadata bytes broadcast with an RPI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize)]
 pub struct Aem(pub [u8; 4]);
 
 impl Aem {

@@ -2,7 +2,37 @@
 //! live vectors captured from Android, and property tests.
 
 // Test helpers outside #[test] functions panic on a malformed or missing vector file.
-#![allow(clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::panic, missing_docs)]
+
+mod device;
+mod matching;
+mod upload;
+
+/// A deterministic stream of test bytes (splitmix64), so every test replays from its seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn bytes<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        for chunk in out.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+        out
+    }
+}
 
 use std::path::PathBuf;
 

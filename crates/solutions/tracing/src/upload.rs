@@ -1,0 +1,234 @@
+//! What a device uploads to its edge node: the encounters heard while it broadcast ONE of
+//! its own RPIs.
+//!
+//! An [`EncounterUpload`] carries one own RPI, the interval it was derived for, the device
+//! model and TX power (for per-model calibration at the edge) and the encounters. It holds
+//! nothing that links two of the device's own RPIs: there is one upload per own RPI, no
+//! device identifier, no sequence number and no reference to another upload, and
+//! [`uploads_by_own_rpi`] puts each heard RPI under exactly one own RPI (a heard RPI
+//! listed under two of our RPIs would link them). The upload is signed by the device
+//! crate's `DeviceIdentity::sign_reading(seq, READING_KIND, bytes)`; that signature tells
+//! the device's own edge who sent it, and the edge must not share that (ARCHITECTURE's
+//! privacy invariant), only the RPI-keyed content.
+//!
+//! The Borsh form is bounded by [`MAX_UPLOAD_BYTES`], the device crate's reading payload
+//! limit; [`EncounterUpload::split_to_fit`] splits a larger upload into several, all for
+//! the same own RPI.
+
+use std::collections::HashMap;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+
+use crate::broadcast::BroadcastLog;
+use crate::sightings::Encounter;
+use crate::{EnIntervalNumber, Rpi};
+
+/// The reading kind of an encounter upload in `DeviceIdentity::sign_reading`.
+pub const READING_KIND: &str = "encounters";
+
+/// Largest encoded upload: `trustedge_device::MAX_READING_PAYLOAD_BYTES` (4 KiB).
+pub const MAX_UPLOAD_BYTES: usize = 4 * 1024;
+
+/// Longest device model name, in bytes.
+pub const MAX_DEVICE_MODEL_BYTES: usize = 32;
+
+/// Most RSSI samples per encounter in an upload.
+pub const MAX_SAMPLES_PER_ENCOUNTER: usize = 256;
+
+/// Errors of encounter uploads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UploadError {
+    /// The encoded upload is larger than allowed.
+    #[error("encounter upload is {size_bytes} bytes, over the limit of {max_bytes}")]
+    TooLarge {
+        /// Encoded size.
+        size_bytes: usize,
+        /// The limit.
+        max_bytes: usize,
+    },
+    /// The bytes are not a Borsh-encoded upload (or have trailing bytes).
+    #[error("malformed encounter upload: {0}")]
+    Malformed(String),
+    /// The device model is empty, too long or not printable ASCII.
+    #[error(
+        "device model must be 1..={MAX_DEVICE_MODEL_BYTES} printable ASCII characters, got {0:?}"
+    )]
+    InvalidDeviceModel(String),
+    /// An encounter is inconsistent (last before first, unsorted or out-of-span samples,
+    /// too many samples).
+    #[error("encounter {index} is invalid: {reason}")]
+    InvalidEncounter {
+        /// Position of the encounter in the upload.
+        index: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// One encounter alone does not fit in the size limit.
+    #[error("encounter {index} alone is {size_bytes} bytes, over the limit of {max_bytes}")]
+    EncounterTooLarge {
+        /// Position of the encounter.
+        index: usize,
+        /// Size of an upload holding only it.
+        size_bytes: usize,
+        /// The limit.
+        max_bytes: usize,
+    },
+}
+
+/// The encounters heard while the device broadcast `own_rpi`. See the
+/// [module documentation](self).
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct EncounterUpload {
+    /// The device's own RPI these encounters belong to.
+    pub own_rpi: Rpi,
+    /// The interval `own_rpi` was derived for.
+    pub own_interval: EnIntervalNumber,
+    /// Device model, for per-model RSSI calibration at the edge (1..=32 printable ASCII).
+    pub device_model: String,
+    /// The device's calibrated TX power, in dBm.
+    pub tx_power_dbm: i8,
+    /// The encounters.
+    pub encounters: Vec<Encounter>,
+}
+
+impl EncounterUpload {
+    /// Checks the fields: the device model and every encounter.
+    pub fn validate(&self) -> Result<(), UploadError> {
+        let model_ok = !self.device_model.is_empty()
+            && self.device_model.len() <= MAX_DEVICE_MODEL_BYTES
+            && self.device_model.bytes().all(|b| (0x20..0x7f).contains(&b));
+        if !model_ok {
+            return Err(UploadError::InvalidDeviceModel(
+                self.device_model.chars().take(64).collect(),
+            ));
+        }
+        for (index, e) in self.encounters.iter().enumerate() {
+            let bad = |reason| UploadError::InvalidEncounter { index, reason };
+            if e.last_seen_s < e.first_seen_s {
+                return Err(bad("last_seen_s is before first_seen_s"));
+            }
+            if e.samples.len() > MAX_SAMPLES_PER_ENCOUNTER {
+                return Err(bad("too many RSSI samples"));
+            }
+            if e.samples.windows(2).any(|w| w[1].offset_s < w[0].offset_s) {
+                return Err(bad("RSSI samples are not in time order"));
+            }
+            let span = e.duration_s();
+            if e.samples.iter().any(|s| u64::from(s.offset_s) > span) {
+                return Err(bad("an RSSI sample lies after last_seen_s"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The Borsh encoding, after [`validate`](Self::validate), at most [`MAX_UPLOAD_BYTES`].
+    pub fn to_bytes(&self) -> Result<Vec<u8>, UploadError> {
+        self.validate()?;
+        let bytes = borsh::to_vec(self).map_err(|e| UploadError::Malformed(e.to_string()))?;
+        if bytes.len() > MAX_UPLOAD_BYTES {
+            return Err(UploadError::TooLarge {
+                size_bytes: bytes.len(),
+                max_bytes: MAX_UPLOAD_BYTES,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Parses and validates an upload; never panics, whatever the bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, UploadError> {
+        if bytes.len() > MAX_UPLOAD_BYTES {
+            return Err(UploadError::TooLarge {
+                size_bytes: bytes.len(),
+                max_bytes: MAX_UPLOAD_BYTES,
+            });
+        }
+        let upload: EncounterUpload =
+            borsh::from_slice(bytes).map_err(|e| UploadError::Malformed(e.to_string()))?;
+        upload.validate()?;
+        Ok(upload)
+    }
+
+    /// Encoded size of this upload, in bytes.
+    pub fn encoded_len(&self) -> usize {
+        // Fixed part: RPI 16, interval 4, model length 4 + bytes, TX power 1, list length 4.
+        29 + self.device_model.len() + self.encounters.iter().map(encounter_len).sum::<usize>()
+    }
+
+    /// Splits into uploads for the same own RPI whose encodings are each at most
+    /// `max_bytes` (at most [`MAX_UPLOAD_BYTES`]), keeping the encounters' order. An
+    /// upload without encounters stays one (empty) upload.
+    pub fn split_to_fit(self, max_bytes: usize) -> Result<Vec<EncounterUpload>, UploadError> {
+        self.validate()?;
+        let max_bytes = max_bytes.min(MAX_UPLOAD_BYTES);
+        let empty = EncounterUpload {
+            encounters: Vec::new(),
+            ..self.clone()
+        };
+        let base = empty.encoded_len();
+        let mut out: Vec<EncounterUpload> = Vec::new();
+        let mut current = empty.clone();
+        let mut size = base;
+        for (index, e) in self.encounters.into_iter().enumerate() {
+            let len = encounter_len(&e);
+            if base + len > max_bytes {
+                return Err(UploadError::EncounterTooLarge {
+                    index,
+                    size_bytes: base + len,
+                    max_bytes,
+                });
+            }
+            if size + len > max_bytes {
+                out.push(std::mem::replace(&mut current, empty.clone()));
+                size = base;
+            }
+            size += len;
+            current.encounters.push(e);
+        }
+        out.push(current);
+        Ok(out)
+    }
+}
+
+/// Encoded size of one encounter: RPI 16, AEM 4, two times 16, sample list 4 + 5 each.
+fn encounter_len(e: &Encounter) -> usize {
+    40 + 5 * e.samples.len()
+}
+
+/// Groups encounters by the own RPI the device was broadcasting when each was FIRST
+/// heard (per `log`), one upload per own RPI, in the log's order; each upload is then
+/// split to fit [`MAX_UPLOAD_BYTES`]. Every heard RPI appears under exactly one own RPI,
+/// so no upload links two of the device's RPIs. Encounters first heard when nothing of
+/// ours was on air (outside the log) are left out.
+pub fn uploads_by_own_rpi(
+    log: &BroadcastLog,
+    encounters: Vec<Encounter>,
+    device_model: &str,
+    tx_power_dbm: i8,
+) -> Result<Vec<EncounterUpload>, UploadError> {
+    let mut groups: Vec<EncounterUpload> = Vec::new();
+    let mut by_rpi: HashMap<Rpi, usize> = HashMap::new();
+    for e in encounters {
+        let Some(own) = log.at(e.first_seen_s) else {
+            continue;
+        };
+        match by_rpi.get(&own.rpi).and_then(|&i| groups.get_mut(i)) {
+            Some(g) => g.encounters.push(e),
+            None => {
+                by_rpi.insert(own.rpi, groups.len());
+                groups.push(EncounterUpload {
+                    own_rpi: own.rpi,
+                    own_interval: own.enin,
+                    device_model: device_model.to_string(),
+                    tx_power_dbm,
+                    encounters: vec![e],
+                });
+            }
+        }
+    }
+    groups.sort_by_key(|g| g.own_interval);
+    let mut out = Vec::new();
+    for g in groups {
+        out.extend(g.split_to_fit(MAX_UPLOAD_BYTES)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,207 @@
+//! Encounter uploads: round trip, size bound and splitting, arbitrary input, signing as a
+//! device reading, grouping by own RPI.
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use trustedge_device::{DeviceIdentity, MAX_READING_PAYLOAD_BYTES};
+use trustedge_tracing::broadcast::Broadcaster;
+use trustedge_tracing::sightings::{Encounter, RssiSample, Sighting, SightingFilter, SightingLog};
+use trustedge_tracing::upload::{
+    EncounterUpload, MAX_UPLOAD_BYTES, READING_KIND, UploadError, uploads_by_own_rpi,
+};
+use trustedge_tracing::{Aem, EnIntervalNumber, Rpi};
+use trustedge_types::Keypair;
+
+use crate::Rng;
+
+fn encounter(rng: &mut Rng, samples: usize) -> Encounter {
+    let first = 1_600_000_000 + rng.next_u64() % 1000;
+    Encounter {
+        rpi: Rpi(rng.bytes()),
+        aem: Aem(rng.bytes()),
+        first_seen_s: first,
+        last_seen_s: first + 10 * samples as u64,
+        samples: (0..samples)
+            .map(|i| RssiSample {
+                offset_s: 10 * i as u32,
+                rssi_dbm: -40 - (rng.next_u64() % 50) as i8,
+            })
+            .collect(),
+    }
+}
+
+fn upload(rng: &mut Rng, encounters: usize, samples: usize) -> EncounterUpload {
+    EncounterUpload {
+        own_rpi: Rpi(rng.bytes()),
+        own_interval: EnIntervalNumber(2_700_000),
+        device_model: "Pixel 7".into(),
+        tx_power_dbm: -8,
+        encounters: (0..encounters).map(|_| encounter(rng, samples)).collect(),
+    }
+}
+
+#[test]
+fn round_trip_and_encoded_len() {
+    let mut rng = Rng::new(10);
+    for (n, s) in [(0, 0), (1, 1), (5, 32), (12, 32)] {
+        let u = upload(&mut rng, n, s);
+        let bytes = u.to_bytes().unwrap();
+        assert_eq!(bytes.len(), u.encoded_len());
+        assert_eq!(EncounterUpload::from_bytes(&bytes).unwrap(), u);
+    }
+}
+
+#[test]
+fn limit_matches_the_device_reading_limit_and_uploads_sign() {
+    assert_eq!(MAX_UPLOAD_BYTES, MAX_READING_PAYLOAD_BYTES);
+    let mut rng = Rng::new(11);
+    let big = upload(&mut rng, 60, 32);
+    assert!(matches!(
+        big.to_bytes(),
+        Err(UploadError::TooLarge {
+            max_bytes: 4096,
+            ..
+        })
+    ));
+    let parts = big.clone().split_to_fit(MAX_UPLOAD_BYTES).unwrap();
+    assert!(parts.len() >= 2);
+    let mut device = DeviceIdentity::new(Keypair::from_seed([7; 32]), 0);
+    let mut rejoined = Vec::new();
+    for p in &parts {
+        assert_eq!(p.own_rpi, big.own_rpi);
+        assert_eq!(p.own_interval, big.own_interval);
+        let bytes = p.to_bytes().unwrap();
+        assert!(bytes.len() <= MAX_UPLOAD_BYTES);
+        let reading = device.sign_reading(1, READING_KIND, bytes.clone()).unwrap();
+        assert_eq!(reading.payload, bytes);
+        rejoined.extend(p.encounters.iter().cloned());
+    }
+    assert_eq!(rejoined, big.encounters);
+    // A smaller bound splits more finely; one encounter that cannot fit is an error.
+    let parts = big.clone().split_to_fit(1000).unwrap();
+    assert!(parts.iter().all(|p| p.encoded_len() <= 1000));
+    assert!(matches!(
+        big.split_to_fit(100),
+        Err(UploadError::EncounterTooLarge { index: 0, .. })
+    ));
+}
+
+#[test]
+fn invalid_fields_are_refused() {
+    let mut rng = Rng::new(12);
+    let mut u = upload(&mut rng, 2, 3);
+    u.device_model = String::new();
+    assert!(matches!(
+        u.to_bytes(),
+        Err(UploadError::InvalidDeviceModel(_))
+    ));
+    u.device_model = "x".repeat(33);
+    assert!(matches!(
+        u.to_bytes(),
+        Err(UploadError::InvalidDeviceModel(_))
+    ));
+    u.device_model = "ok\n".into();
+    assert!(matches!(
+        u.to_bytes(),
+        Err(UploadError::InvalidDeviceModel(_))
+    ));
+    u.device_model = "ok".into();
+    u.encounters[1].last_seen_s = u.encounters[1].first_seen_s - 1;
+    assert!(matches!(
+        u.to_bytes(),
+        Err(UploadError::InvalidEncounter { index: 1, .. })
+    ));
+    // Valid bytes of an invalid upload are refused on parsing too.
+    let raw = borsh::to_vec(&u).unwrap();
+    assert!(matches!(
+        EncounterUpload::from_bytes(&raw),
+        Err(UploadError::InvalidEncounter { index: 1, .. })
+    ));
+    let mut good = upload(&mut rng, 1, 3).to_bytes().unwrap();
+    good.push(0);
+    assert!(matches!(
+        EncounterUpload::from_bytes(&good),
+        Err(UploadError::Malformed(_))
+    ));
+}
+
+#[test]
+fn grouping_puts_each_heard_rpi_under_exactly_one_own_rpi() {
+    let mut rng = Rng::new(13);
+    let mut me = Broadcaster::new(-9);
+    let mut log = SightingLog::new(SightingFilter::default()).unwrap();
+    let t0 = 1_600_000_000;
+    // One neighbour RPI heard for 50 minutes: across several of my rotations.
+    let neighbour = Rpi(rng.bytes());
+    for k in 0..50u64 {
+        let t = t0 + k * 60;
+        me.advertise(t, rng.bytes()).unwrap();
+        log.record(
+            Sighting {
+                rpi: neighbour,
+                aem: Aem([0; 4]),
+                rssi_dbm: -60,
+                time_s: t,
+            },
+            t,
+        )
+        .unwrap();
+        if k % 5 == 0 {
+            let other = Rpi(rng.bytes());
+            for dt in [0, 150] {
+                let s = Sighting {
+                    rpi: other,
+                    aem: Aem([0; 4]),
+                    rssi_dbm: -70,
+                    time_s: t + dt,
+                };
+                log.record(s, t + 150).unwrap();
+            }
+        }
+    }
+    let now = t0 + 3000;
+    let encounters = log.encounters(now);
+    let total = encounters.len();
+    let uploads = uploads_by_own_rpi(me.log(), encounters, "Pixel 7", -9).unwrap();
+    let mut seen: HashMap<Rpi, Rpi> = HashMap::new();
+    let mut count = 0;
+    for u in &uploads {
+        let own = me.log().find(&u.own_rpi).unwrap();
+        assert_eq!(own.enin, u.own_interval);
+        for e in &u.encounters {
+            count += 1;
+            assert!(
+                seen.insert(e.rpi, u.own_rpi).is_none(),
+                "heard RPI in two uploads"
+            );
+            assert_eq!(me.log().at(e.first_seen_s).unwrap().rpi, u.own_rpi);
+        }
+    }
+    assert_eq!(count, total);
+    assert!(seen.contains_key(&neighbour));
+}
+
+proptest! {
+    #[test]
+    fn from_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..5000)) {
+        let _ = EncounterUpload::from_bytes(&bytes);
+    }
+
+    #[test]
+    fn mutated_uploads_never_panic_and_valid_ones_round_trip(
+        seed in any::<u64>(), n in 0usize..8, s in 0usize..20, flip in any::<(usize, u8)>()
+    ) {
+        let mut rng = Rng::new(seed);
+        let u = upload(&mut rng, n, s);
+        let mut bytes = u.to_bytes().unwrap();
+        prop_assert_eq!(bytes.len(), u.encoded_len());
+        prop_assert_eq!(&EncounterUpload::from_bytes(&bytes).unwrap(), &u);
+        let i = flip.0 % bytes.len();
+        bytes[i] ^= flip.1 | 1;
+        if let Ok(v) = EncounterUpload::from_bytes(&bytes) {
+            prop_assert!(v.validate().is_ok());
+            prop_assert_eq!(v.to_bytes().unwrap(), bytes);
+        }
+    }
+}
