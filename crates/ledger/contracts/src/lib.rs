@@ -11,6 +11,8 @@
 //! | [`orgs`] (`orgs`) | organisations, member keys, admission proposals | admission, members, keys, suspension |
 //! | [`devices`] (`devices`) | devices under their pseudonymous addresses | register, suspend, reinstate, revoke |
 //! | [`anchor`] (`anchor`) | Merkle roots of record batches held at the edge | anchor_batch |
+//! | [`diagnosis`] (`diagnosis`) | diagnosis keys (embargoed until their validity ends, revocable), used verification certificates, uploads | publish_keys |
+//! | [`exposure`] (`exposure`) | exposure notices (the exposed device's own RPIs, score, day, source upload) by day and by RPI | publish_notices |
 //!
 //! # Invariants that hold across the modules
 //! - A public key has at most one identity, ever: a member key, a device key, a validator key
@@ -18,12 +20,16 @@
 //!   and are never reused, so a signature can always be attributed to exactly one identity.
 //! - No personal data is stored: members are known by key, role and organisation only;
 //!   devices by pseudonymous address, class, model and whitelisted technical attributes;
-//!   anchors carry only Merkle roots of data that stays at the edge.
+//!   anchors carry only Merkle roots of data that stays at the edge; diagnosis keys carry
+//!   only what GAEN publishes anyway (plus the certificate id and issuing organisation);
+//!   exposure notices carry only the exposed party's own RPIs, a score, a day and an upload id.
 //! - Every list a query or a transaction reads is bounded (see the `MAX_*` constants).
 
 pub mod anchor;
 pub mod devices;
+pub mod diagnosis;
 pub mod error;
+pub mod exposure;
 pub mod genesis;
 pub mod identity;
 pub mod orgs;
@@ -37,7 +43,12 @@ pub use anchor::{AnchorCall, AnchorModule, AnchorRecord, record_leaf, verify_rec
 pub use devices::{
     DeviceAttribute, DeviceRecord, DeviceStatus, DevicesCall, DevicesModule, device, is_authorised,
 };
+pub use diagnosis::{
+    DiagnosisCall, DiagnosisError, DiagnosisModule, DiagnosisStats, PublishedKey, UploadRecord,
+    VerificationCertificate, keys_digest,
+};
 pub use error::{AnchorError, GenesisError};
+pub use exposure::{ExposureCall, ExposureError, ExposureModule, ExposureNotice, NoticeRecord};
 pub use genesis::{
     ChainInfo, Genesis, GenesisCall, GenesisMember, GenesisModule, GenesisOrg, GovernancePolicy,
     ScheduledValidatorChange, VALIDATOR_CHANGE_DELAY, ValidatorChange, ValidatorChangeProposal,
@@ -54,6 +65,8 @@ pub const MODULES: &[&str] = &[
     <OrgsModule as Module>::NAME,
     <DevicesModule as Module>::NAME,
     <AnchorModule as Module>::NAME,
+    <DiagnosisModule as Module>::NAME,
+    <ExposureModule as Module>::NAME,
 ];
 
 /// A runtime for `chain_id` with every built-in module and [`LedgerIdentity`].
@@ -66,6 +79,8 @@ pub fn runtime(chain_id: &str) -> Runtime {
         rt.register(OrgsModule),
         rt.register(DevicesModule),
         rt.register(AnchorModule),
+        rt.register(DiagnosisModule),
+        rt.register(ExposureModule),
     ];
     debug_assert!(registered.iter().all(Result::is_ok), "{registered:?}");
     rt

@@ -2,10 +2,13 @@
 //! checked against a table written here by hand — not derived from the modules' `Access`
 //! declarations, so a change to either shows up as a failure.
 
-use trustedge_contracts::{AnchorCall, DevicesCall, GenesisCall, OrgsCall, ValidatorChange};
+use trustedge_contracts::{
+    AnchorCall, DevicesCall, ExposureCall, ExposureNotice, GenesisCall, OrgsCall, ValidatorChange,
+};
 use trustedge_execution::{DeviceClass, OrgKind, Role};
 use trustedge_types::{Address, Hash, Keypair, Payload};
 
+use crate::diagnosis::{certify, dkey, lab, publish, today, upload_ok};
 use crate::harness::*;
 
 /// Allowed roles per organisation kind: A admin, O operator, C clinician, U auditor.
@@ -27,6 +30,8 @@ const EXPECTED: &[(&str, [&str; 7])] = &[
     ("reinstate_device",   ["AO",      "AO",    "AO",   "AO",    "AO",    "AO",    "AO"  ]),
     ("revoke_device",      ["AO",      "AO",    "AO",   "AO",    "AO",    "AO",    "AO"  ]),
     ("anchor_batch",       ["",        "",      "",     "",      "",      "",      "AO"  ]),
+    ("publish_keys",       ["AOC",     "AOC",   "AOC",  "AOC",   "AOC",   "AOC",   "AOC" ]),
+    ("publish_notices",    ["",        "",      "",     "",      "",      "",      "O"   ]),
     ("propose_validator_change", ["A", "",      "",     "",      "",      "",      ""    ]),
     ("approve_validator_change", ["A", "",      "",     "",      "",      "",      ""    ]),
 ];
@@ -135,6 +140,23 @@ fn prepare(net: &mut Net, action: &str, org: &str, role: Role) -> Payload {
             from_ms: GENESIS_TIME_MS,
             to_ms: GENESIS_TIME_MS + 500,
         }),
+        "publish_keys" => {
+            // a certificate from the laboratory's clinician; the signer only relays it
+            let k = [dkey("matrix", today(net) - 1)];
+            publish(&k, certify(net, &lab(), "matrix", &k))
+        }
+        "publish_notices" => {
+            let day = today(net) - 1;
+            let up = upload_ok(net, "matrix", &[dkey("matrix", day)]);
+            exposure(ExposureCall::PublishNotices {
+                notices: vec![ExposureNotice {
+                    rpis: vec![[0x42; 16]],
+                    risk_score: 1,
+                    day,
+                    source_upload: up,
+                }],
+            })
+        }
         "propose_validator_change" => propose_new_validator(),
         "approve_validator_change" => {
             // ha-2's proposal is id 1 and holds one of the two approvals needed.

@@ -59,6 +59,24 @@ fn every_stored_value_is_described() {
             },
         ),
     );
+    // a diagnosis upload with a released and an embargoed key, and a notice
+    let day = crate::diagnosis::today(&net);
+    let keys = [
+        crate::diagnosis::dkey("described", day - 1),
+        crate::diagnosis::dkey("described-now", day),
+    ];
+    let up = crate::diagnosis::upload_ok(&mut net, "described", &keys);
+    net.ok(
+        &member("edge-operator", Role::Operator),
+        exposure(trustedge_contracts::ExposureCall::PublishNotices {
+            notices: vec![trustedge_contracts::ExposureNotice {
+                rpis: vec![[0x42; 16]],
+                risk_score: 1,
+                day: day - 1,
+                source_upload: up,
+            }],
+        }),
+    );
 
     let mut described = std::collections::BTreeMap::<&str, usize>::new();
     for (k, v) in &net.state.map {

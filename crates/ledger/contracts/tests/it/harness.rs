@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use trustedge_contracts::{
-    AnchorCall, DevicesCall, Genesis, GenesisMember, GenesisOrg, GovernancePolicy, OrgsCall,
-    runtime,
+    AnchorCall, DevicesCall, DiagnosisCall, ExposureCall, Genesis, GenesisMember, GenesisOrg,
+    GovernancePolicy, OrgsCall, runtime,
 };
 use trustedge_execution::identity::Inactive;
 use trustedge_execution::{
@@ -96,6 +96,14 @@ pub fn anchor(call: AnchorCall) -> Payload {
     Payload::new("anchor", &call)
 }
 
+pub fn diagnosis(call: DiagnosisCall) -> Payload {
+    Payload::new("diagnosis", &call)
+}
+
+pub fn exposure(call: ExposureCall) -> Payload {
+    Payload::new("exposure", &call)
+}
+
 /// "ok" for a success, else the failure code.
 pub fn code(r: &TxResult) -> &str {
     match &r.outcome {
@@ -117,6 +125,8 @@ pub struct Net {
     pub state: MemState,
     /// Height of the last executed block (0 = genesis).
     pub height: u64,
+    /// Added to every later block's time: jumps the clock forward (embargoes, expiry).
+    pub clock_offset_ms: u64,
     nonces: BTreeMap<PublicKey, u64>,
 }
 
@@ -128,12 +138,18 @@ impl Net {
             rt: runtime(&genesis.chain_id),
             state,
             height: 0,
+            clock_offset_ms: 0,
             nonces: BTreeMap::new(),
         }
     }
 
     pub fn time_ms(height: u64) -> u64 {
         GENESIS_TIME_MS + height * BLOCK_MS
+    }
+
+    /// Block time of the next block, Unix milliseconds.
+    pub fn next_time_ms(&self) -> u64 {
+        Self::time_ms(self.height + 1) + self.clock_offset_ms
     }
 
     /// A signed transaction with the signer's next nonce.
@@ -158,7 +174,7 @@ impl Net {
             &self.state,
             BlockEnv {
                 height,
-                time_ms: Self::time_ms(height),
+                time_ms: Self::time_ms(height) + self.clock_offset_ms,
             },
         );
         for tx in txs {

@@ -10,6 +10,8 @@ mod anchor;
 mod describe;
 mod determinism;
 mod devices;
+mod diagnosis;
+mod exposure;
 mod failure;
 mod fuzz;
 mod genesis;
