@@ -13,5 +13,6 @@ mod common;
 mod devnet;
 mod end_to_end;
 mod faults;
+mod gaen_export;
 mod offline;
 mod tracing;
