@@ -3,12 +3,14 @@
 //!
 //! Each key costs one HKDF (its RPIK) and one AES-128 key schedule, then its (up to 144)
 //! padded interval blocks are encrypted in one `encrypt_blocks` call, so AES-NI pipelines
-//! them, and every RPI is looked up in an [`RpiIndex`]. The index is an open-addressing
-//! table of the RPIs' first 8 bytes (RPIs are uniformly random, so those bytes need no
-//! hashing), at most half full, so a miss — nearly every lookup — reads one 8-byte slot;
-//! a hit is confirmed on all 16 bytes. The slot position mixes in a salt folded from every
-//! indexed RPI, so whoever broadcasts some of the RPIs cannot aim them at one probe chain
-//! without knowing all the others.
+//! them, and every RPI is looked up in an [`RpiIndex`]. Nearly every lookup misses, so the
+//! index answers misses first: a bit filter of ≥ 32 bits per indexed RPI (512 KiB for
+//! 100k RPIs, which stays in a core's L2 cache) is tested for all of a key's RPIs without
+//! a branch, and only the few RPIs whose bit is set (about 3 % when absent) go on to an
+//! open-addressing table of the RPIs' first 8 bytes (RPIs are uniformly random, so those
+//! bytes need no hashing), at most half full, and are confirmed on all 16 bytes. Positions
+//! mix in a salt folded from every indexed RPI, so whoever broadcasts some of the RPIs
+//! cannot aim them at one probe chain without knowing all the others.
 //!
 //! A match is kept only when the observation time lies within the RPI's 10-minute interval
 //! widened by the clock skew on each side ([`DEFAULT_SKEW_S`], GAEN's ±2 h).
@@ -55,6 +57,9 @@ pub struct RpiIndex {
     salt: u64,
     shift: u32,
     mask: usize,
+    /// Bit filter: bit `hash >> filter_shift` is set for every indexed prefix.
+    filter: Vec<u64>,
+    filter_shift: u32,
 }
 
 fn prefix(rpi: &[u8; 16]) -> u64 {
@@ -79,6 +84,12 @@ impl RpiIndex {
         }
         let capacity = (prefixes.len() * 2).next_power_of_two().max(16);
         let bits = capacity.trailing_zeros();
+        // ≥ 32 filter bits per prefix (≤ 3 % false positives), at least one word, at most
+        // 2^27 bits (16 MiB) however large the index.
+        let filter_bits = (prefixes.len() * 32)
+            .next_power_of_two()
+            .clamp(64, 1 << 27)
+            .trailing_zeros();
         // The smallest value that is not a prefix marks free slots (0 unless planted).
         let mut sorted: Vec<u64> = prefixes.iter().map(|&(p, _)| p).collect();
         sorted.sort_unstable();
@@ -98,8 +109,14 @@ impl RpiIndex {
             salt,
             shift: 64 - bits,
             mask: capacity - 1,
+            filter: vec![0; 1 << (filter_bits - 6)],
+            filter_shift: 64 - filter_bits,
         };
         for (p, start) in prefixes {
+            let bit = index.filter_bit(index.hash(p));
+            if let Some(word) = index.filter.get_mut(bit >> 6) {
+                *word |= 1 << (bit & 63);
+            }
             let mut slot = index.slot(p);
             while index.keys[slot] != empty {
                 slot = (slot + 1) & index.mask;
@@ -110,10 +127,28 @@ impl RpiIndex {
         index
     }
 
+    /// Fibonacci hashing of the salted prefix: its top bits pick the slot and filter bit.
+    #[inline]
+    fn hash(&self, prefix: u64) -> u64 {
+        (prefix ^ self.salt).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
     #[inline]
     fn slot(&self, prefix: u64) -> usize {
-        // Fibonacci hashing of the salted prefix; the top bits pick the slot.
-        ((prefix ^ self.salt).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
+        (self.hash(prefix) >> self.shift) as usize
+    }
+
+    #[inline]
+    fn filter_bit(&self, hash: u64) -> usize {
+        (hash >> self.filter_shift) as usize
+    }
+
+    /// 1 when `rpi` may be indexed, 0 when it certainly is not; no branch.
+    #[inline]
+    fn may_contain(&self, rpi: &[u8; 16]) -> u64 {
+        let bit = self.filter_bit(self.hash(prefix(rpi)));
+        let word = self.filter.get(bit >> 6).copied().unwrap_or(0);
+        (word >> (bit & 63)) & 1
     }
 
     /// Number of observations indexed.
@@ -133,6 +168,9 @@ impl RpiIndex {
 
     #[inline]
     fn lookup_bytes(&self, rpi: &[u8; 16]) -> &[Observation] {
+        if self.may_contain(rpi) == 0 {
+            return &[];
+        }
         let p = prefix(rpi);
         let mut slot = self.slot(p);
         loop {
@@ -281,27 +319,55 @@ pub fn match_keys(keys: &[DiagnosisKey], index: &RpiIndex, skew_s: u64) -> Match
             });
             continue;
         };
+        // Filter pass over all the key's RPIs with no data-dependent branch, so the
+        // filter loads overlap; then the (few) candidates go to the table.
+        let mut candidates = [0u64; CANDIDATE_WORDS];
         for (i, block) in blocks.iter().take(n).enumerate() {
-            let rpi: &[u8; 16] = block.as_ref();
-            let hits = index.lookup_bytes(rpi);
-            if hits.is_empty() {
-                continue;
+            let bit = index.may_contain(block.as_ref());
+            if let Some(word) = candidates.get_mut(i >> 6) {
+                *word |= bit << (i & 63);
             }
-            let enin = EnIntervalNumber(key.rolling_start_interval_number + i as u32);
-            let from_s = enin.unix_seconds().saturating_sub(skew_s);
-            let to_s = (enin.unix_seconds() + INTERVAL_LENGTH_S).saturating_add(skew_s);
-            for o in hits.iter().filter(|o| (from_s..=to_s).contains(&o.time_s)) {
-                report.matches.push(KeyMatch {
-                    key_index,
-                    enin,
-                    rpi: o.rpi,
-                    observation_id: o.id,
-                    observed_at_s: o.time_s,
-                });
+        }
+        for (w, &word) in candidates.iter().enumerate() {
+            let mut rest = word;
+            while rest != 0 {
+                let i = w * 64 + rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                let Some(block) = blocks.get(i) else { continue };
+                let hits = index.lookup_bytes(block.as_ref());
+                if hits.is_empty() {
+                    continue;
+                }
+                push_matches(&mut report, key, key_index, i, hits, skew_s);
             }
         }
     }
     report
+}
+
+/// 64-bit words of a key's candidate mask (144 intervals).
+const CANDIDATE_WORDS: usize = (TEK_ROLLING_PERIOD as usize).div_ceil(64);
+
+fn push_matches(
+    report: &mut MatchReport,
+    key: &DiagnosisKey,
+    key_index: usize,
+    i: usize,
+    hits: &[Observation],
+    skew_s: u64,
+) {
+    let enin = EnIntervalNumber(key.rolling_start_interval_number + i as u32);
+    let from_s = enin.unix_seconds().saturating_sub(skew_s);
+    let to_s = (enin.unix_seconds() + INTERVAL_LENGTH_S).saturating_add(skew_s);
+    for o in hits.iter().filter(|o| (from_s..=to_s).contains(&o.time_s)) {
+        report.matches.push(KeyMatch {
+            key_index,
+            enin,
+            rpi: o.rpi,
+            observation_id: o.id,
+            observed_at_s: o.time_s,
+        });
+    }
 }
 
 /// The crypto ceiling of [`match_keys`]: the same HKDF and AES expansion of every valid
