@@ -187,6 +187,7 @@ impl VerificationCertificate {
     /// the caller supplies the random `cert_id` and the time.
     pub fn issue(
         keypair: &Keypair,
+        chain_id: &str,
         cert_id: [u8; 16],
         keys: &[DiagnosisKey],
         report_type: ReportType,
@@ -195,46 +196,50 @@ impl VerificationCertificate {
     ) -> VerificationCertificate {
         Self::issue_with_onset(
             keypair,
+            chain_id,
             cert_id,
             keys,
             report_type,
             None,
-            issued_at_s,
-            validity_s,
+            issued_at_s..issued_at_s.saturating_add(validity_s),
         )
     }
 
     /// Like [`VerificationCertificate::issue`], with the day of symptom onset (days since the
-    /// Unix epoch); keys without `days_since_onset` get it from this day when published.
+    /// Unix epoch; keys without `days_since_onset` get it from this day when published) and
+    /// the validity as `issued_at_s..expires_at_s`.
     pub fn issue_with_onset(
         keypair: &Keypair,
+        chain_id: &str,
         cert_id: [u8; 16],
         keys: &[DiagnosisKey],
         report_type: ReportType,
         onset_day: Option<u32>,
-        issued_at_s: u64,
-        validity_s: u64,
+        valid: std::ops::Range<u64>,
     ) -> VerificationCertificate {
         let mut cert = VerificationCertificate {
             cert_id,
             keys_digest: keys_digest(keys),
             report_type,
             onset_day,
-            issued_at_s,
-            expires_at_s: issued_at_s.saturating_add(validity_s),
+            issued_at_s: valid.start,
+            expires_at_s: valid.end,
             issuer: keypair.public(),
             signature: Signature([0; 64]),
         };
-        cert.signature = keypair.sign(&cert.sign_bytes());
+        cert.signature = keypair.sign(&cert.sign_bytes(chain_id));
         cert
     }
 
-    /// The bytes the issuer signs: a domain-tagged hash of the canonical encoding of every
-    /// field but the signature.
-    pub fn sign_bytes(&self) -> Vec<u8> {
+    /// The bytes the issuer signs for the chain `chain_id`: a domain-tagged hash of the chain
+    /// id and the canonical encoding of every field but the signature. Binding the chain id
+    /// means a certificate cannot be replayed on another TrustEdge chain where the same
+    /// issuer is a member.
+    pub fn sign_bytes(&self, chain_id: &str) -> Vec<u8> {
         Hash::tagged(
             CERT_SIGN_TAG,
             &[&codec::encode(&(
+                chain_id,
                 &self.cert_id,
                 &self.keys_digest,
                 &self.report_type,
@@ -253,7 +258,12 @@ impl VerificationCertificate {
     /// `issuer`; it was not issued after `now_s` (+[`MAX_ISSUE_SKEW_S`]); it has not expired
     /// at `now_s`; it is bound to `keys`. Whether the issuer may issue, and whether the
     /// certificate was used before, are the module's checks.
-    pub fn verify(&self, keys: &[DiagnosisKey], now_s: u64) -> Result<(), DiagnosisError> {
+    pub fn verify(
+        &self,
+        chain_id: &str,
+        keys: &[DiagnosisKey],
+        now_s: u64,
+    ) -> Result<(), DiagnosisError> {
         if self.expires_at_s <= self.issued_at_s
             || self.expires_at_s - self.issued_at_s > MAX_CERT_VALIDITY_S
         {
@@ -263,7 +273,7 @@ impl VerificationCertificate {
             });
         }
         self.issuer
-            .verify(&self.sign_bytes(), &self.signature)
+            .verify(&self.sign_bytes(chain_id), &self.signature)
             .map_err(|_| DiagnosisError::BadSignature {
                 issuer: self.issuer,
             })?;
@@ -815,7 +825,7 @@ fn publish_keys(
     }
     let issuer_org = check_issuer(ctx.world(), &cert.issuer)?;
     let now_s = ctx.time_ms / 1000;
-    cert.verify(&keys, now_s)?;
+    cert.verify(ctx.chain_id, &keys, now_s)?;
     if let Some(upload_id) = ctx.get::<Hash>(&cert_key(&cert.cert_id))? {
         return Err(DiagnosisError::CertificateReused {
             cert_id: hex::encode(cert.cert_id),
@@ -1207,33 +1217,43 @@ mod tests {
         let keys = [key(1, 2_833_200)];
         let cert = VerificationCertificate::issue(
             &lab,
+            "c",
             [9; 16],
             &keys,
             ReportType::ConfirmedTest,
             1_000,
             600,
         );
-        cert.verify(&keys, 1_000).unwrap();
+        cert.verify("c", &keys, 1_000).unwrap();
         assert_eq!(
-            cert.verify(&keys, 1_600).unwrap_err().code(),
+            cert.verify("c", &keys, 1_600).unwrap_err().code(),
             "certificate_expired"
         );
         assert_eq!(
-            cert.verify(&keys, 600).unwrap_err().code(),
+            cert.verify("c", &keys, 600).unwrap_err().code(),
             "certificate_not_yet_valid"
+        );
+        assert_eq!(
+            cert.verify("another-chain", &keys, 1_000)
+                .unwrap_err()
+                .code(),
+            "certificate_signature"
         );
         let mut altered = cert.clone();
         altered.expires_at_s += 1;
         assert_eq!(
-            altered.verify(&keys, 1_000).unwrap_err().code(),
+            altered.verify("c", &keys, 1_000).unwrap_err().code(),
             "certificate_signature"
         );
         assert_eq!(
-            cert.verify(&[key(2, 2_833_200)], 1_000).unwrap_err().code(),
+            cert.verify("c", &[key(2, 2_833_200)], 1_000)
+                .unwrap_err()
+                .code(),
             "certificate_binding"
         );
         let long = VerificationCertificate::issue(
             &lab,
+            "c",
             [9; 16],
             &keys,
             ReportType::ConfirmedTest,
@@ -1241,7 +1261,7 @@ mod tests {
             MAX_CERT_VALIDITY_S + 1,
         );
         assert_eq!(
-            long.verify(&keys, 1_000).unwrap_err().code(),
+            long.verify("c", &keys, 1_000).unwrap_err().code(),
             "certificate_validity"
         );
         let json = serde_json::to_value(&cert).unwrap();

@@ -18,10 +18,13 @@
 //! A notice never carries a diagnosis key nor an RPI of the confirmed case: every RPI is
 //! checked against the key data published on the ledger and against the RPIs of every key of
 //! the source upload over its validity, and such a notice is refused (`notice_carries_case_key`,
-//! `notice_carries_case_rpi`). What a notice does reveal is that its RPIs belong to one
-//! (exposed, unconfirmed) device. A device recognises itself by any one of its RPIs, so edge
-//! nodes should publish as few as the device needs to match — ideally one per notice — and
-//! the bound [`MAX_RPIS_PER_NOTICE`] is only the ceiling of one day's RPIs. Nothing else is
+//! `notice_carries_case_rpi`). A notice carries exactly one RPI ([`MAX_RPIS_PER_NOTICE`]):
+//! two RPIs in one notice would tell every reader that they belong to one device, linking
+//! pseudonyms of a device that has not been confirmed. The edge decides that a device is a
+//! close contact with what it knows locally (which uploads one device signed) and publishes
+//! one notice per exposed RPI, each with that RPI's own score; the device, which knows all
+//! its RPIs, adds its notices up. (The field stays a list so the format can carry a
+//! different rule later without a new call.) Nothing else is
 //! stored: no edge address, no location, no device address (the transaction's signer, an edge
 //! operator's member key, is in the block as for any transaction).
 //!
@@ -51,8 +54,8 @@ use crate::util::{decode_stored, only_params, page, query_limit, to_json};
 pub const NAME: &str = "exposure";
 /// Most notices in one call.
 pub const MAX_NOTICES_PER_CALL: usize = 64;
-/// Most RPIs in one notice: one day of intervals. Fewer is better (see the module docs).
-pub const MAX_RPIS_PER_NOTICE: usize = 144;
+/// RPIs in one notice: exactly one, so no notice links two pseudonyms (see the module docs).
+pub const MAX_RPIS_PER_NOTICE: usize = 1;
 /// Oldest exposure day accepted, in days before the block's UTC day (GAEN's 14 days).
 pub const MAX_NOTICE_AGE_DAYS: u32 = 14;
 
@@ -63,8 +66,7 @@ const NOTICE_ID_TAG: &[u8] = b"trustedge/exposure-notice/v1";
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExposureNotice {
-    /// RPIs the *exposed* device broadcast (hex), 1..=144, distinct. Never the confirmed
-    /// case's.
+    /// The RPI the *exposed* device broadcast (hex): exactly one. Never the confirmed case's.
     #[serde(with = "hex16_vec")]
     pub rpis: Vec<[u8; 16]>,
     /// Risk score of the exposure (the edge's GAEN v2 score).
@@ -122,21 +124,15 @@ pub enum ExposureError {
         /// Notices in the call.
         count: usize,
     },
-    /// A notice's RPI count is outside 1..=144.
-    #[error("notice {index} has {count} RPIs; it must have 1..={MAX_RPIS_PER_NOTICE}")]
+    /// A notice does not carry exactly one RPI.
+    #[error(
+        "notice {index} has {count} RPIs; it must have exactly {MAX_RPIS_PER_NOTICE} (one notice per exposed RPI, so that no notice links two pseudonyms)"
+    )]
     RpiCount {
         /// Position in the call.
         index: usize,
         /// RPIs.
         count: usize,
-    },
-    /// An RPI twice in one notice.
-    #[error("notice {index} lists RPI {rpi} twice")]
-    DuplicateRpi {
-        /// Position in the call.
-        index: usize,
-        /// The RPI, hex.
-        rpi: String,
     },
     /// The exposure day is after the block's day or more than 14 days before it.
     #[error(
@@ -226,7 +222,6 @@ impl ExposureError {
             NoNotices => "no_notices",
             TooManyNotices { .. } => "too_many_notices",
             RpiCount { .. } => "rpi_count",
-            DuplicateRpi { .. } => "duplicate_rpi",
             DayOutOfWindow { .. } => "notice_day_out_of_window",
             UnknownUpload { .. } => "unknown_upload",
             RevocationUpload { .. } => "revocation_upload",
@@ -349,15 +344,7 @@ fn publish_notices(
             }
             .into());
         }
-        let mut rpis = n.rpis.clone();
-        rpis.sort_unstable();
-        if let Some(w) = rpis.windows(2).find(|w| w[0] == w[1]) {
-            return Err(ExposureError::DuplicateRpi {
-                index,
-                rpi: hex::encode(w[0]),
-            }
-            .into());
-        }
+        let rpis = n.rpis.clone();
         if n.day > today || n.day < oldest {
             return Err(ExposureError::DayOutOfWindow {
                 index,

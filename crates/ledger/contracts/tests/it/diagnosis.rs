@@ -64,6 +64,7 @@ pub fn certify(
 ) -> VerificationCertificate {
     VerificationCertificate::issue(
         issuer,
+        CHAIN,
         cert_id(label),
         keys,
         keys[0].report_type,
@@ -271,12 +272,12 @@ fn onset_day_fills_days_since_onset() {
     let k = dkey("onset", day - 2);
     let cert = VerificationCertificate::issue_with_onset(
         &lab(),
+        CHAIN,
         cert_id("onset"),
         &[k],
         ReportType::ConfirmedTest,
         Some(day - 4),
-        now_s(&net),
-        600,
+        now_s(&net)..now_s(&net) + 600,
     );
     net.ok(&relay(), publish(&[k], cert));
     let listed = released_keys(&net, day - 2);
@@ -303,6 +304,7 @@ fn every_rejection_has_its_reason() {
     let now = now_s(&net);
     let expired = VerificationCertificate::issue(
         &lab(),
+        CHAIN,
         cert_id("x"),
         &k,
         ReportType::ConfirmedTest,
@@ -317,6 +319,7 @@ fn every_rejection_has_its_reason() {
     );
     let future = VerificationCertificate::issue(
         &lab(),
+        CHAIN,
         cert_id("x"),
         &k,
         ReportType::ConfirmedTest,
@@ -332,6 +335,7 @@ fn every_rejection_has_its_reason() {
     // a little clock skew is tolerated
     let skewed = VerificationCertificate::issue(
         &lab(),
+        CHAIN,
         cert_id("skew"),
         &k,
         ReportType::ConfirmedTest,
@@ -343,6 +347,7 @@ fn every_rejection_has_its_reason() {
     let now = now_s(&net);
     let week = VerificationCertificate::issue(
         &lab(),
+        CHAIN,
         cert_id("x"),
         &k,
         ReportType::ConfirmedTest,
@@ -517,6 +522,7 @@ fn every_rejection_has_its_reason() {
     self_report.report_type = ReportType::SelfReport;
     let c = VerificationCertificate::issue(
         &lab(),
+        CHAIN,
         cert_id("mix"),
         &[self_report],
         ReportType::ConfirmedTest,
