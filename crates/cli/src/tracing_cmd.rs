@@ -295,7 +295,7 @@ fn build(args: &BuildArgs<'_>) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read {}", args.signing_key.display()))?;
     let signing_key = gaen::parse_signing_key_pem(&pem)
         .with_context(|| args.signing_key.display().to_string())?;
-    let interval_s = u64::from(trustedge_tracing::INTERVAL_LENGTH_S);
+    let interval_s = trustedge_tracing::INTERVAL_LENGTH_S;
     let start = args.start_timestamp.unwrap_or_else(|| {
         keys.iter()
             .map(|k| u64::from(k.rolling_start_interval_number) * interval_s)
