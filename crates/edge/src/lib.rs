@@ -9,9 +9,13 @@
 //! The [`light`] module is the edge's partial ledger: a light client that keeps verified
 //! block headers only and checks state and transaction proofs from full nodes against them.
 //!
-//! Pure: record times come from the records, not from a clock.
+//! The [`store`] module is the format an edge node keeps records in: encrypted at rest
+//! under a data key, with the digest it anchors.
+//!
+//! Pure: record times come from the records, not from a clock; nonces from the caller.
 
 pub mod light;
+pub mod store;
 
 use serde::{Deserialize, Serialize};
 use trustedge_contracts::anchor::{MAX_BATCH_RECORDS, MAX_RECORD_TYPE_CHARS, anchor_id};
@@ -47,6 +51,23 @@ pub enum EdgeError {
     /// An empty batch cannot be sealed: the ledger anchors 1 or more records.
     #[error("batch is empty")]
     Empty,
+    /// An index key bound into a sealed record is longer than
+    /// [`store::MAX_INDEX_KEY_BYTES`].
+    #[error(
+        "index key is {size_bytes} bytes, over the limit of {}",
+        store::MAX_INDEX_KEY_BYTES
+    )]
+    IndexKeyTooLong {
+        /// Its size.
+        size_bytes: usize,
+    },
+    /// A record could not be encrypted (it is too large for the cipher).
+    #[error("record could not be encrypted")]
+    Seal,
+    /// A sealed record does not decrypt under this key, record id and index key: it was
+    /// altered, moved, or sealed under another key.
+    #[error("record does not decrypt: altered, moved or under another key")]
+    Open,
 }
 
 /// Records being collected for one anchor.

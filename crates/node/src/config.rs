@@ -135,6 +135,10 @@ pub struct NodeConfig {
     /// table; see [`trustedge_consensus::ConsensusSettings`]). Unused by other nodes.
     #[serde(default, skip_serializing_if = "ConsensusSettings::is_default")]
     pub consensus: ConsensusSettings,
+    /// An edge node's MQTT broker, encrypted record store and anchoring (the `[mqtt]`
+    /// table; see [`crate::mqtt::MqttConfig`]). Full (not light) edge nodes with a key only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<crate::mqtt::MqttConfig>,
 }
 
 mod defaults {
@@ -191,6 +195,7 @@ impl NodeConfig {
             gossip: GossipLimits::default(),
             light: false,
             consensus: ConsensusSettings::default(),
+            mqtt: None,
         }
     }
 
@@ -272,6 +277,15 @@ impl NodeConfig {
                 "light = true is for edge nodes; this is a {} node",
                 self.role
             ));
+        }
+        if let Some(m) = &self.mqtt {
+            m.validate()?;
+            if self.role != Role::Edge || self.light {
+                return Err("[mqtt] is for full (not light) edge nodes".into());
+            }
+            if self.key_path.is_none() {
+                return Err("an edge node with [mqtt] needs key_path (it signs anchors)".into());
+            }
         }
         if self.role != Role::Validator && self.upstream.is_empty() {
             return Err(format!("an {} node needs at least one upstream", self.role));

@@ -15,6 +15,11 @@
 //! - [`light`]: an edge node with `light = true`: a light client
 //!   ([`trustedge_edge::light::LightClient`]) that follows its upstream's headers and checks
 //!   state proofs against them, keeping headers only.
+//! - [`mqtt`], [`ingest`], [`edge_store`], [`anchoring`]: an edge node with an `[mqtt]`
+//!   table embeds an MQTT broker, takes signed device readings in (verified, device checked
+//!   on the ledger, replay-checked), keeps them encrypted at rest indexed by pseudonymous
+//!   keys, anchors batches of their digests and serves record proofs
+//!   (`GET /v1/edge/records/{id}/proof`).
 //! - [`client`]: a typed client of the API, for the CLI, followers and tests.
 //! - [`node`]: [`run_node`] / [`start_node`] put it together.
 //!
@@ -23,15 +28,19 @@
 //! bytes between the network, the disk and the ledger, and every ledger call runs on a
 //! blocking thread. The clock is injected ([`clock::Clock`]).
 
+pub mod anchoring;
 pub mod api;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod edge_store;
 mod error;
 pub mod follower;
 pub mod gossip;
+pub mod ingest;
 pub mod light;
 pub mod metrics;
+pub mod mqtt;
 pub mod node;
 pub mod sealer;
 

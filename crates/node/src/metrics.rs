@@ -181,6 +181,8 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     /// Mempool gossip.
     pub gossip: GossipMetrics,
+    /// Edge ingest, store and anchoring ([`crate::ingest`]).
+    pub edge: crate::ingest::EdgeMetrics,
 }
 
 impl Default for Metrics {
@@ -209,6 +211,7 @@ impl Metrics {
             chain_errors: Counter::default(),
             http_requests: Family::default(),
             gossip: GossipMetrics::default(),
+            edge: crate::ingest::EdgeMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -314,6 +317,7 @@ impl Metrics {
             "Transactions received by gossip and admitted here",
             g.txs_received_accepted.clone(),
         );
+        m.edge.register(r);
         Metrics { registry, ..m }
     }
 

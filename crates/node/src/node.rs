@@ -15,28 +15,43 @@ use trustedge_contracts::genesis::Genesis;
 use trustedge_types::{Address, Keypair, ValidatorSet};
 
 use crate::NodeError;
+use crate::anchoring::Anchorer;
 use crate::api::types::Mode;
 use crate::api::{self, ApiContext};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{NodeConfig, Role, load_key, read_small};
+use crate::edge_store::{EdgeStore, load_or_create_data_key};
 use crate::follower::{Follower, Forwarder};
 use crate::gossip::Gossip;
+use crate::ingest::{Ingest, ReadingIndexer, TimeOnlyIndexer};
 use crate::metrics::Metrics;
+use crate::mqtt::{Broker, MqttConfig};
 use crate::sealer::{SealRefusal, Sealer, check_can_seal};
 
 /// What the caller injects into a node.
 #[derive(Clone)]
 pub struct NodeOptions {
-    /// The clock block times come from.
+    /// The clock block times (and an edge's record times) come from.
     pub clock: Arc<dyn Clock>,
+    /// How an edge node with `[mqtt]` indexes the readings it stores (a solution's
+    /// decoder of its payloads); by default, by time only.
+    pub indexer: Arc<dyn ReadingIndexer>,
 }
 
 impl Default for NodeOptions {
     fn default() -> Self {
         NodeOptions {
             clock: Arc::new(SystemClock),
+            indexer: Arc::new(TimeOnlyIndexer),
         }
     }
+}
+
+/// The MQTT ingest, store and anchoring of an edge node.
+struct EdgeParts {
+    broker: Broker,
+    store: Arc<EdgeStore>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 /// Reads and validates a genesis file.
@@ -122,9 +137,20 @@ pub struct RunningNode {
     server: JoinHandle<Result<(), NodeError>>,
     worker: JoinHandle<()>,
     gossip: Option<JoinHandle<()>>,
+    edge: Option<EdgeParts>,
 }
 
 impl RunningNode {
+    /// Where the edge's MQTT broker listens (nodes with `[mqtt]`).
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.edge.as_ref().map(|e| e.broker.local_addr())
+    }
+
+    /// The edge store (nodes with `[mqtt]`).
+    pub fn edge_store(&self) -> Option<&Arc<EdgeStore>> {
+        self.edge.as_ref().map(|e| &e.store)
+    }
+
     /// The address the API listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
@@ -159,6 +185,9 @@ impl RunningNode {
         if let Some(g) = self.gossip {
             // Gossip senders only stop; a failed one has nothing left to report.
             let _ = g.await;
+        }
+        if let Some(edge) = self.edge {
+            stop_edge(edge).await;
         }
         let server = self.server.await;
         worker.map_err(|e| NodeError::Task {
@@ -238,6 +267,7 @@ pub async fn start_with_config(
         message: e.to_string(),
     })?;
 
+    let edge_key = key.clone();
     let (stop, stop_rx) = watch::channel(false);
     let timeout = Duration::from_millis(config.upstream_timeout_ms);
     let gossip = (!config.gossip_peers.is_empty()).then(|| {
@@ -300,6 +330,22 @@ pub async fn start_with_config(
         }
     };
 
+    let edge = match &config.mqtt {
+        Some(m) => Some(
+            start_edge(
+                home,
+                m,
+                ledger.clone(),
+                edge_key,
+                local_addr,
+                &metrics,
+                &options,
+                stop_rx.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let app = api::router(ApiContext {
         ledger: ledger.clone(),
         metrics: metrics.clone(),
@@ -310,6 +356,7 @@ pub async fn start_with_config(
         sync,
         gossip: gossip.clone(),
         max_request_bytes: config.max_request_bytes,
+        edge_store: edge.as_ref().map(|e| e.store.clone()),
     });
     let gossip_task = gossip.as_ref().map(|g| g.start(stop_rx.clone()));
     let mut server_stop = stop_rx;
@@ -340,7 +387,100 @@ pub async fn start_with_config(
         server,
         worker,
         gossip: gossip_task,
+        edge,
     })
+}
+
+/// Opens the edge store (creating its data key at first start), starts the broker, the
+/// ingest subscriber and the anchoring loop.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site, all parts of the node"
+)]
+async fn start_edge(
+    home: &Path,
+    config: &MqttConfig,
+    ledger: Arc<Ledger>,
+    key: Option<Keypair>,
+    api_addr: SocketAddr,
+    metrics: &Arc<Metrics>,
+    options: &NodeOptions,
+    stop: watch::Receiver<bool>,
+) -> Result<EdgeParts, NodeError> {
+    let key =
+        key.ok_or_else(|| NodeError::Role("an edge node with [mqtt] needs its key".into()))?;
+    let config_err = |message: String| NodeError::Config {
+        path: home.join(crate::config::CONFIG_FILE),
+        message,
+    };
+    let key_path = NodeConfig::resolve(home, &config.data_key_path);
+    let store_path = NodeConfig::resolve(home, &config.store_path);
+    let store = tokio::task::spawn_blocking(move || {
+        let data_key = load_or_create_data_key(&key_path, || {
+            use rand_core::RngCore;
+            let mut k = [0; 32];
+            rand_core::OsRng.fill_bytes(&mut k);
+            k
+        })?;
+        EdgeStore::open(&store_path, data_key)
+    })
+    .await
+    .map_err(|e| NodeError::Task {
+        task: "open edge store",
+        message: e.to_string(),
+    })?
+    .map_err(|e| config_err(e.to_string()))?;
+    let store = Arc::new(store);
+    if let Ok(s) = store.stats() {
+        metrics
+            .edge
+            .store_records
+            .set(i64::try_from(s.records).unwrap_or(i64::MAX));
+    }
+    let broker = crate::mqtt::start_broker(config)
+        .await
+        .map_err(|e| NodeError::Bind {
+            addr: config.listen.clone(),
+            message: e.to_string(),
+        })?;
+    let ingest = Arc::new(Ingest::new(
+        store.clone(),
+        ledger.clone(),
+        options.indexer.clone(),
+        metrics.clone(),
+    ));
+    let subscriber = crate::mqtt::spawn_subscriber(
+        broker.local_addr(),
+        config.max_payload_bytes,
+        ingest,
+        options.clock.clone(),
+        stop.clone(),
+    );
+    let anchorer = Anchorer {
+        store: store.clone(),
+        ledger,
+        key,
+        api: crate::Client::new(format!("http://{api_addr}")),
+        config: config.clone(),
+        metrics: metrics.clone(),
+        clock: options.clock.clone(),
+    };
+    let anchoring = tokio::spawn(anchorer.run(stop));
+    Ok(EdgeParts {
+        broker,
+        store,
+        tasks: vec![subscriber, anchoring],
+    })
+}
+
+async fn stop_edge(edge: EdgeParts) {
+    for t in edge.tasks {
+        // Both loops only stop; a failed one has nothing left to report.
+        let _ = t.await;
+    }
+    let broker = edge.broker;
+    // Joining the broker's thread blocks.
+    let _ = tokio::task::spawn_blocking(move || broker.shutdown()).await;
 }
 
 /// How often a consensus node refreshes its height and mempool gauges.
@@ -394,6 +534,9 @@ pub async fn run_node(home: &Path, shutdown: impl Future<Output = ()>) -> Result
             let _ = (&mut node.worker).await;
             if let Some(g) = node.gossip.take() {
                 let _ = g.await;
+            }
+            if let Some(edge) = node.edge.take() {
+                stop_edge(edge).await;
             }
             r.map_err(|e| NodeError::Task { task: "api", message: e.to_string() })?
         }

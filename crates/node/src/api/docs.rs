@@ -38,6 +38,7 @@ use super::types::{
         handlers::device,
         handlers::nonce,
         handlers::genesis,
+        super::edge::record_proof,
         handlers::metrics,
         handlers::openapi,
     ),
@@ -58,6 +59,7 @@ use super::types::{
         StateResponse,
         EventsResponse,
         NonceResponse,
+        super::edge::EdgeRecordProofResponse,
     )),
     tags(
         (name = "transactions", description = "Submitting transactions and following them"),

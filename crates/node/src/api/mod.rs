@@ -6,6 +6,7 @@
 //! (see [`error`] for the codes and statuses); nothing a client sends makes a handler panic.
 
 pub mod docs;
+pub mod edge;
 pub mod error;
 mod events;
 pub mod extract;
@@ -61,6 +62,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/devices/{address}"),
     ("get", "/v1/accounts/{public_key}/nonce"),
     ("get", "/v1/genesis"),
+    ("get", "/v1/edge/records/{id}/proof"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
 ];
@@ -85,6 +87,8 @@ pub struct ApiContext {
     pub gossip: Option<Arc<Gossip>>,
     /// Largest request body.
     pub max_request_bytes: usize,
+    /// The edge store, on edge nodes with `[mqtt]`.
+    pub edge_store: Option<Arc<crate::edge_store::EdgeStore>>,
 }
 
 /// The shared state of the handlers.
@@ -143,6 +147,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/v1/devices/{address}", get(h::device))
         .route("/v1/accounts/{public_key}/nonce", get(h::nonce))
         .route("/v1/genesis", get(h::genesis))
+        .route("/v1/edge/records/{id}/proof", get(edge::record_proof))
         .route("/metrics", get(h::metrics))
         .route("/openapi.json", get(h::openapi))
         .fallback(h::no_route)

@@ -12,6 +12,7 @@
 mod bad_upstream;
 mod common;
 mod consensus;
+mod edge_mqtt;
 mod docs_metrics;
 mod follower;
 mod fuzz;
