@@ -9,6 +9,7 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod bench_matching;
 mod common;
 mod devnet;
 mod end_to_end;
