@@ -7,6 +7,7 @@
 //! this crate holds no protocol logic of its own, only wiring and presentation.
 
 mod bench;
+mod bench_contacts;
 mod bench_ledger;
 mod bench_matching;
 mod children;
@@ -127,6 +128,10 @@ enum BenchCommand {
     /// highest sustainable load through the HTTP API: committed tx/s, submit-to-finality
     /// latency, blocks/s, against the signature-verification ceiling of the same run.
     Ledger(bench_ledger::LedgerArgs),
+    /// Contact chains at the cloud level: k-hop chain queries over a synthetic contact graph
+    /// of confirmed cases (10M encounters by default), p50/p99/max latency against the
+    /// 10 ms p99 target.
+    Contacts(bench_contacts::ContactsArgs),
     /// Contact tracing: diagnosis keys expanded (HKDF + 144 AES blocks) and matched
     /// against 100k observed RPIs, per second on one core, against the crypto ceiling of
     /// the same run.
@@ -203,6 +208,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench {
             which: BenchCommand::Ledger(args),
         } => bench_ledger::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Bench {
+            which: BenchCommand::Contacts(args),
+        } => {
+            // CPU- and memory-bound: off the async workers.
+            tokio::task::spawn_blocking(move || bench_contacts::run(&args))
+                .await
+                .map_err(|e| anyhow::anyhow!("benchmark thread failed: {e}"))??;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench {
             which: BenchCommand::Matching(args),
         } => {

@@ -10,6 +10,7 @@
 )]
 
 mod bench_matching;
+mod bench_contacts;
 mod common;
 mod devnet;
 mod end_to_end;
