@@ -12,8 +12,12 @@
 //! The [`store`] module is the format an edge node keeps records in: encrypted at rest
 //! under a data key, with the digest it anchors.
 //!
+//! The [`exposure`] module is the edge's exposure matching: encounter uploads and released
+//! diagnosis keys in, unlinkable per-RPI exposure notices out.
+//!
 //! Pure: record times come from the records, not from a clock; nonces from the caller.
 
+pub mod exposure;
 pub mod light;
 pub mod store;
 

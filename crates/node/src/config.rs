@@ -139,6 +139,11 @@ pub struct NodeConfig {
     /// table; see [`crate::mqtt::MqttConfig`]). Full (not light) edge nodes with a key only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mqtt: Option<crate::mqtt::MqttConfig>,
+    /// Contact tracing (the `[tracing]` table; see
+    /// [`crate::tracing_worker::TracingConfig`]): diagnosis relay and exposure matching on
+    /// edge nodes with `[mqtt]`, GAEN exports on any node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<crate::tracing_worker::TracingConfig>,
 }
 
 mod defaults {
@@ -196,6 +201,7 @@ impl NodeConfig {
             light: false,
             consensus: ConsensusSettings::default(),
             mqtt: None,
+            tracing: None,
         }
     }
 
@@ -286,6 +292,9 @@ impl NodeConfig {
             if self.key_path.is_none() {
                 return Err("an edge node with [mqtt] needs key_path (it signs anchors)".into());
             }
+        }
+        if let Some(t) = &self.tracing {
+            t.validate()?;
         }
         if self.role != Role::Validator && self.upstream.is_empty() {
             return Err(format!("an {} node needs at least one upstream", self.role));

@@ -20,6 +20,10 @@
 //!   on the ledger, replay-checked), keeps them encrypted at rest indexed by pseudonymous
 //!   keys, anchors batches of their digests and serves record proofs
 //!   (`GET /v1/edge/records/{id}/proof`).
+//! - [`tracing_worker`]: contact tracing on an edge node with `[tracing]`: relays confirmed
+//!   devices' diagnosis keys to the ledger, matches released keys against the stored
+//!   encounters, publishes exposure notices and pushes them to devices over MQTT; any node
+//!   with `[tracing]` serves signed GAEN exports (`GET /v1/tracing/exports/{day}.zip`).
 //! - [`client`]: a typed client of the API, for the CLI, followers and tests.
 //! - [`node`]: [`run_node`] / [`start_node`] put it together.
 //!
@@ -43,6 +47,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod node;
 pub mod sealer;
+pub mod tracing_worker;
 
 pub use api::types::Mode;
 pub use client::{Client, ClientError};

@@ -183,6 +183,8 @@ pub struct Metrics {
     pub gossip: GossipMetrics,
     /// Edge ingest, store and anchoring ([`crate::ingest`]).
     pub edge: crate::ingest::EdgeMetrics,
+    /// Contact tracing ([`crate::tracing_worker`]).
+    pub tracing: crate::tracing_worker::TracingMetrics,
 }
 
 impl Default for Metrics {
@@ -212,6 +214,7 @@ impl Metrics {
             http_requests: Family::default(),
             gossip: GossipMetrics::default(),
             edge: crate::ingest::EdgeMetrics::default(),
+            tracing: crate::tracing_worker::TracingMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -318,6 +321,7 @@ impl Metrics {
             g.txs_received_accepted.clone(),
         );
         m.edge.register(r);
+        m.tracing.register(r);
         Metrics { registry, ..m }
     }
 

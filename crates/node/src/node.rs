@@ -330,6 +330,16 @@ pub async fn start_with_config(
         }
     };
 
+    let tracing = config.tracing.clone().filter(|t| t.enabled);
+    let tracing_export = match &tracing {
+        Some(t) => Some(Arc::new(crate::tracing_worker::start_export_signer(home, t).await?)),
+        None => None,
+    };
+    let mut options = options;
+    if tracing.is_some() && config.mqtt.is_some() {
+        // The edge stores encounter uploads indexed by RPI and checks diagnosis uploads.
+        options.indexer = Arc::new(crate::tracing_worker::TracingIndexer);
+    }
     let edge = match &config.mqtt {
         Some(m) => Some(
             start_edge(
@@ -346,6 +356,22 @@ pub async fn start_with_config(
         ),
         None => None,
     };
+    let mut edge = edge;
+    if let (Some(t), Some(e)) = (&tracing, edge.as_mut()) {
+        let task = crate::tracing_worker::start_worker(
+            home,
+            &config,
+            t,
+            e.store.clone(),
+            ledger.clone(),
+            e.broker.local_addr(),
+            local_addr,
+            metrics.clone(),
+            stop_rx.clone(),
+        )
+        .await?;
+        e.tasks.push(task);
+    }
     let app = api::router(ApiContext {
         ledger: ledger.clone(),
         metrics: metrics.clone(),
@@ -357,6 +383,7 @@ pub async fn start_with_config(
         gossip: gossip.clone(),
         max_request_bytes: config.max_request_bytes,
         edge_store: edge.as_ref().map(|e| e.store.clone()),
+        tracing_export,
     });
     let gossip_task = gossip.as_ref().map(|g| g.start(stop_rx.clone()));
     let mut server_stop = stop_rx;

@@ -39,6 +39,8 @@ use super::types::{
         handlers::nonce,
         handlers::genesis,
         super::edge::record_proof,
+        super::tracing::notices,
+        super::tracing::export,
         handlers::metrics,
         handlers::openapi,
     ),
@@ -60,6 +62,8 @@ use super::types::{
         EventsResponse,
         NonceResponse,
         super::edge::EdgeRecordProofResponse,
+        super::tracing::TracingNotice,
+        super::tracing::TracingNoticesResponse,
     )),
     tags(
         (name = "transactions", description = "Submitting transactions and following them"),
@@ -67,6 +71,7 @@ use super::types::{
         (name = "proofs", description = "Proofs to verify offline"),
         (name = "state", description = "Module queries, events, organisations and devices"),
         (name = "node", description = "Status, genesis, metrics, this document"),
+        (name = "tracing", description = "Exposure notices and GAEN key exports for devices"),
     )
 )]
 pub struct ApiDoc;

@@ -8,6 +8,7 @@
 pub mod docs;
 pub mod edge;
 pub mod error;
+pub mod tracing;
 mod events;
 pub mod extract;
 pub(crate) mod handlers;
@@ -63,6 +64,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/accounts/{public_key}/nonce"),
     ("get", "/v1/genesis"),
     ("get", "/v1/edge/records/{id}/proof"),
+    ("get", "/v1/tracing/notices"),
+    ("get", "/v1/tracing/exports/{file}"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
 ];
@@ -89,6 +92,8 @@ pub struct ApiContext {
     pub max_request_bytes: usize,
     /// The edge store, on edge nodes with `[mqtt]`.
     pub edge_store: Option<Arc<crate::edge_store::EdgeStore>>,
+    /// The GAEN export signer, on nodes with `[tracing]`.
+    pub tracing_export: Option<Arc<crate::tracing_worker::ExportSigner>>,
 }
 
 /// The shared state of the handlers.
@@ -148,6 +153,8 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/v1/accounts/{public_key}/nonce", get(h::nonce))
         .route("/v1/genesis", get(h::genesis))
         .route("/v1/edge/records/{id}/proof", get(edge::record_proof))
+        .route("/v1/tracing/notices", get(tracing::notices))
+        .route("/v1/tracing/exports/{file}", get(tracing::export))
         .route("/metrics", get(h::metrics))
         .route("/openapi.json", get(h::openapi))
         .fallback(h::no_route)

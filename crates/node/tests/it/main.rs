@@ -21,3 +21,4 @@ mod light;
 mod proofs;
 mod refusals;
 mod submit;
+mod tracing_e2e;

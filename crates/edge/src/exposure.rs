@@ -1,0 +1,952 @@
+//! Exposure matching at the edge: from the encounter uploads an edge node holds and the
+//! diagnosis keys released on the ledger, the exposure notices to publish.
+//!
+//! A pure state machine ([`ExposureEngine`]): the node feeds it the encounter uploads it
+//! stored ([`ExposureEngine::add_upload`], each with the [`DeviceLink`] of the device key
+//! that signed it — local knowledge that never leaves the edge) and, for each diagnosis
+//! upload committed on the ledger, its released keys ([`ExposureEngine::process`]). It
+//! answers with the notices to publish, already grouped into transactions. No clock, no
+//! I/O: times come from the uploads, the shuffle seed from the caller.
+//!
+//! # Steps of [`ExposureEngine::process`]
+//! 1. An [`RpiIndex`] of every RPI the held uploads observed (rebuilt when uploads change),
+//!    and [`match_keys`] with ±`skew_s` (GAEN's 2 h by default).
+//! 2. Each match names an encounter; its RSSI samples are scored by the
+//!    [`ExposureScorer`] (GAEN v2 exposure windows and the close-contact rule, see
+//!    `trustedge_distance`), with the transmitter's TX power decrypted from the
+//!    encounter's AEM with the case's key (as GAEN does) and the receiver's device model
+//!    from the upload (per-model calibration).
+//! 3. Matches are grouped by exposed device (the local [`DeviceLink`]) and UTC day; the
+//!    scorer's rule decides on the day's summary whether that device was a close contact.
+//! 4. For a close contact, ONE notice per own RPI of that device that was on air during a
+//!    matched encounter (the `own_rpi` of each upload holding one), with that RPI's own
+//!    score (its encounters' window scores) and the day.
+//!
+//! # Privacy
+//! The decision uses the local linkage; what is published is unlinkable: a notice carries
+//! exactly one RPI, and notices are grouped into transactions ([`NoticeBatch`]) so that no
+//! transaction carries two notices of one device; the order of notices within a
+//! transaction and of transactions is shuffled with the caller's seed, so order links
+//! nothing either. An RPI of the case (a matched RPI) or a key's data is never put in a
+//! notice (the `exposure` contract refuses those too), and an RPI is notified at most
+//! once per diagnosis upload (later releases of the same upload's keys only add RPIs not
+//! yet notified).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use trustedge_contracts::exposure::{ExposureNotice, MAX_NOTICES_PER_CALL};
+use trustedge_tracing::matching::{DEFAULT_SKEW_S, Observation, RpiIndex, match_keys};
+use trustedge_tracing::sightings::RssiSample;
+use trustedge_tracing::upload::EncounterUpload;
+use trustedge_tracing::{DiagnosisKey, ReportType, Rpi};
+use trustedge_types::Hash;
+
+/// Seconds in a UTC day.
+const DAY_S: u64 = 86_400;
+
+/// Most encounters one upload may add (an upload is ≤ 4 KiB, ≥ 40 bytes an encounter).
+const MAX_ENCOUNTERS_PER_UPLOAD: usize = 1 << 16;
+
+/// The edge's local name for the device that signed an upload (e.g. its public key): it
+/// links the device's uploads together and never leaves the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceLink(pub [u8; 32]);
+
+/// What the scorer is told about one matched encounter.
+#[derive(Debug, Clone, Copy)]
+pub struct EncounterInput<'a> {
+    /// The receiving (exposed) device's model, from its upload.
+    pub rx_model: &'a str,
+    /// The receiving device's own TX power, from its upload (dBm).
+    pub rx_tx_power_dbm: i8,
+    /// The transmitting (case) device's TX power, decrypted from the AEM with the case's
+    /// key (dBm).
+    pub tx_power_dbm: i8,
+    /// Unix time of the first sighting.
+    pub first_seen_s: u64,
+    /// Unix time of the last sighting.
+    pub last_seen_s: u64,
+    /// RSSI samples (offsets from `first_seen_s`).
+    pub samples: &'a [RssiSample],
+    /// The case key's report type.
+    pub report_type: ReportType,
+    /// The case key's days since symptom onset, when known.
+    pub days_since_onset: Option<i32>,
+}
+
+/// The scorer's view of one encounter: its exposure window score and how long it was
+/// within the close-contact distance.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WindowScore {
+    /// The window's score (GAEN v2 weighted duration, in seconds); 0 below the minimum
+    /// window score.
+    pub score: f64,
+    /// Seconds estimated within the close-contact rule's distance.
+    pub close_s: u64,
+}
+
+/// One exposed device's day, summed over its matched encounters.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DaySummary {
+    /// Sum of window scores.
+    pub score_sum: f64,
+    /// Largest window score.
+    pub max_score: f64,
+    /// Sum of seconds within the close-contact distance.
+    pub close_s: u64,
+    /// Matched encounters.
+    pub encounters: usize,
+}
+
+/// Scoring and the close-contact rule: the distance service (`trustedge_distance`'s GAEN
+/// v2 scoring and `CloseContactRule`) behind a small interface.
+pub trait ExposureScorer {
+    /// Scores one matched encounter.
+    fn score(&self, encounter: &EncounterInput<'_>) -> WindowScore;
+    /// Whether a device with this day was a close contact.
+    fn is_close_contact(&self, day: &DaySummary) -> bool;
+}
+
+/// Settings of the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Clock skew accepted between an RPI's interval and its observation, in seconds.
+    pub skew_s: u64,
+    /// Most encounters held; uploads beyond it are refused until pruning makes room.
+    pub max_encounters: usize,
+    /// Most notices in one transaction (at most the contract's 64).
+    pub max_notices_per_tx: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            skew_s: DEFAULT_SKEW_S,
+            // 14 days of a busy edge: 2 M encounters are ~100 MB of samples at most.
+            max_encounters: 2_000_000,
+            max_notices_per_tx: MAX_NOTICES_PER_CALL,
+        }
+    }
+}
+
+/// Errors of the engine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExposureError {
+    /// Holding this upload would exceed [`EngineConfig::max_encounters`].
+    #[error("the engine holds {held} encounters; {adding} more exceed the limit of {max}")]
+    Full {
+        /// Encounters held.
+        held: usize,
+        /// Encounters in the refused upload.
+        adding: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The upload has more encounters than an upload may carry.
+    #[error("an upload with {0} encounters is over the limit")]
+    UploadTooLarge(usize),
+    /// A configuration value is out of range.
+    #[error("invalid engine configuration: {0}")]
+    InvalidConfig(&'static str),
+}
+
+/// Notices for one transaction: at most one per exposed device, in shuffled order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeBatch {
+    /// The notices, 1..=[`EngineConfig::max_notices_per_tx`].
+    pub notices: Vec<ExposureNotice>,
+}
+
+/// One exposed device's decision, for the edge's own logs and metrics (never published:
+/// it holds the local linkage).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalDecision {
+    /// The device.
+    pub device: DeviceLink,
+    /// UTC day.
+    pub day: u32,
+    /// Its day summary.
+    pub summary: DaySummary,
+    /// Whether it was a close contact.
+    pub close_contact: bool,
+    /// Own RPIs notified in this round (empty when not a close contact or all were
+    /// notified before).
+    pub notified: Vec<Rpi>,
+}
+
+/// What one [`ExposureEngine::process`] produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProcessOutcome {
+    /// Transactions to submit, in the order to submit them.
+    pub batches: Vec<NoticeBatch>,
+    /// Decisions per exposed device and day (local only).
+    pub decisions: Vec<LocalDecision>,
+    /// Keys expanded (not skipped).
+    pub keys_expanded: usize,
+    /// Observations matched.
+    pub matches: usize,
+}
+
+impl ProcessOutcome {
+    /// Every notice, batch after batch.
+    pub fn notices(&self) -> impl Iterator<Item = &ExposureNotice> {
+        self.batches.iter().flat_map(|b| b.notices.iter())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Held {
+    device: DeviceLink,
+    upload: EncounterUpload,
+}
+
+/// The edge's exposure state machine. See the [module documentation](self).
+#[derive(Debug, Clone)]
+pub struct ExposureEngine {
+    config: EngineConfig,
+    uploads: Vec<Held>,
+    encounters: usize,
+    index: Option<RpiIndex>,
+    /// Keys seen per diagnosis upload (accumulated over releases).
+    keys: BTreeMap<Hash, Vec<DiagnosisKey>>,
+    /// RPIs notified per diagnosis upload.
+    notified: HashMap<Hash, HashSet<Rpi>>,
+}
+
+fn observation_id(upload: usize, encounter: usize) -> u64 {
+    ((upload as u64) << 16) | encounter as u64
+}
+
+fn split_id(id: u64) -> (usize, usize) {
+    ((id >> 16) as usize, (id & 0xffff) as usize)
+}
+
+impl ExposureEngine {
+    /// An empty engine.
+    pub fn new(config: EngineConfig) -> Result<ExposureEngine, ExposureError> {
+        if config.max_notices_per_tx == 0 || config.max_notices_per_tx > MAX_NOTICES_PER_CALL {
+            return Err(ExposureError::InvalidConfig(
+                "max_notices_per_tx must be in 1..=64",
+            ));
+        }
+        Ok(ExposureEngine {
+            config,
+            uploads: Vec::new(),
+            encounters: 0,
+            index: None,
+            keys: BTreeMap::new(),
+            notified: HashMap::new(),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Uploads held.
+    pub fn uploads(&self) -> usize {
+        self.uploads.len()
+    }
+
+    /// Encounters held.
+    pub fn encounters(&self) -> usize {
+        self.encounters
+    }
+
+    /// Holds an encounter upload signed by `device`.
+    pub fn add_upload(
+        &mut self,
+        device: DeviceLink,
+        upload: EncounterUpload,
+    ) -> Result<(), ExposureError> {
+        let n = upload.encounters.len();
+        if n > MAX_ENCOUNTERS_PER_UPLOAD {
+            return Err(ExposureError::UploadTooLarge(n));
+        }
+        if self.encounters + n > self.config.max_encounters {
+            return Err(ExposureError::Full {
+                held: self.encounters,
+                adding: n,
+                max: self.config.max_encounters,
+            });
+        }
+        self.encounters += n;
+        self.uploads.push(Held { device, upload });
+        self.index = None;
+        Ok(())
+    }
+
+    /// Drops the uploads whose encounters all ended before `cutoff_s`, and the state of
+    /// diagnosis uploads none of whose keys' RPIs can match them any more.
+    pub fn prune_before(&mut self, cutoff_s: u64) {
+        let before = self.uploads.len();
+        self.uploads.retain(|h| {
+            h.upload
+                .encounters
+                .iter()
+                .any(|e| e.last_seen_s >= cutoff_s)
+        });
+        if self.uploads.len() != before {
+            self.encounters = self.uploads.iter().map(|h| h.upload.encounters.len()).sum();
+            self.index = None;
+        }
+        let skew = self.config.skew_s;
+        let stale: Vec<Hash> = self
+            .keys
+            .iter()
+            .filter(|(_, keys)| {
+                keys.iter().all(|k| {
+                    u64::from(k.end_interval_number()) * trustedge_tracing::INTERVAL_LENGTH_S + skew
+                        < cutoff_s
+                })
+            })
+            .map(|(h, _)| *h)
+            .collect();
+        for h in stale {
+            self.keys.remove(&h);
+            self.notified.remove(&h);
+        }
+    }
+
+    fn index(&mut self) -> &RpiIndex {
+        let uploads = &self.uploads;
+        self.index.get_or_insert_with(|| {
+            RpiIndex::new(
+                uploads
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(u, h)| {
+                        h.upload
+                            .encounters
+                            .iter()
+                            .enumerate()
+                            .map(move |(e, enc)| Observation {
+                                rpi: enc.rpi,
+                                time_s: enc.first_seen_s,
+                                id: observation_id(u, e),
+                            })
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    /// Matches the keys released for diagnosis upload `source_upload` (added to those seen
+    /// before for it) against the held encounters, and returns the notices not yet
+    /// published for it, in transactions shuffled with `seed`.
+    pub fn process(
+        &mut self,
+        source_upload: Hash,
+        released: &[DiagnosisKey],
+        scorer: &dyn ExposureScorer,
+        seed: [u8; 32],
+    ) -> ProcessOutcome {
+        let keys = self.keys.entry(source_upload).or_default();
+        for k in released {
+            if !keys.iter().any(|x| x.key_data == k.key_data) {
+                keys.push(*k);
+            }
+        }
+        let keys = keys.clone();
+        let skew_s = self.config.skew_s;
+        let report = match_keys(&keys, self.index(), skew_s);
+        let mut outcome = ProcessOutcome {
+            keys_expanded: keys.len() - report.skipped.len(),
+            matches: report.matches.len(),
+            ..ProcessOutcome::default()
+        };
+        // Per-key AEMKs, to read the transmitter's TX power from the AEM.
+        let aemks: Vec<Option<trustedge_tracing::Aemk>> =
+            keys.iter().map(|k| k.tek().aemk().ok()).collect();
+        let case_rpis: HashSet<Rpi> = report.matches.iter().map(|m| m.rpi).collect();
+        let case_keys: HashSet<[u8; 16]> = keys.iter().map(|k| k.key_data).collect();
+
+        // (device, day) → summary, and own RPI → score.
+        let mut days: BTreeMap<(DeviceLink, u32), DaySummary> = BTreeMap::new();
+        let mut per_rpi: BTreeMap<(DeviceLink, u32), BTreeMap<Rpi, f64>> = BTreeMap::new();
+        // An encounter may be matched once per key at most; count each once.
+        let mut seen: BTreeSet<u64> = BTreeSet::new();
+        for m in &report.matches {
+            if !seen.insert(m.observation_id) {
+                continue;
+            }
+            let (u, e) = split_id(m.observation_id);
+            let (Some(held), Some(key)) = (self.uploads.get(u), keys.get(m.key_index)) else {
+                continue;
+            };
+            let Some(enc) = held.upload.encounters.get(e) else {
+                continue;
+            };
+            let tx_power_dbm = aemks
+                .get(m.key_index)
+                .copied()
+                .flatten()
+                .map(|a| a.decrypt(&enc.rpi, &enc.aem).tx_power_dbm)
+                .unwrap_or(held.upload.tx_power_dbm);
+            let w = scorer.score(&EncounterInput {
+                rx_model: &held.upload.device_model,
+                rx_tx_power_dbm: held.upload.tx_power_dbm,
+                tx_power_dbm,
+                first_seen_s: enc.first_seen_s,
+                last_seen_s: enc.last_seen_s,
+                samples: &enc.samples,
+                report_type: key.report_type,
+                days_since_onset: key.days_since_onset,
+            });
+            let day = u32::try_from(enc.first_seen_s / DAY_S).unwrap_or(u32::MAX);
+            let group = (held.device, day);
+            let s = days.entry(group).or_default();
+            s.score_sum += w.score;
+            s.max_score = s.max_score.max(w.score);
+            s.close_s = s.close_s.saturating_add(w.close_s);
+            s.encounters += 1;
+            *per_rpi
+                .entry(group)
+                .or_default()
+                .entry(held.upload.own_rpi)
+                .or_default() += w.score;
+        }
+
+        let notified = self.notified.entry(source_upload).or_default();
+        // Each exposed device's notices, kept apart so that no transaction gets two.
+        let mut by_device: BTreeMap<DeviceLink, Vec<ExposureNotice>> = BTreeMap::new();
+        for (group, summary) in days {
+            let close_contact = scorer.is_close_contact(&summary);
+            let mut fresh = Vec::new();
+            if close_contact {
+                for (rpi, score) in per_rpi.remove(&group).unwrap_or_default() {
+                    if case_rpis.contains(&rpi)
+                        || case_keys.contains(&rpi.0)
+                        || notified.contains(&rpi)
+                    {
+                        continue;
+                    }
+                    notified.insert(rpi);
+                    fresh.push(rpi);
+                    by_device.entry(group.0).or_default().push(ExposureNotice {
+                        rpis: vec![rpi.0],
+                        risk_score: score_to_u32(score),
+                        day: group.1,
+                        source_upload,
+                    });
+                }
+            }
+            outcome.decisions.push(LocalDecision {
+                device: group.0,
+                day: group.1,
+                summary,
+                close_contact,
+                notified: fresh,
+            });
+        }
+        outcome.batches = batches(by_device, self.config.max_notices_per_tx, seed);
+        outcome
+    }
+}
+
+/// The distance service as the engine's scorer: GAEN v2 exposure windows and window scores
+/// (`trustedge_distance::exposure`), and the close-contact rule on distances estimated by
+/// the learned model over chunks of each encounter.
+///
+/// The link's calibration is the receiver's model from the registry with the
+/// transmitter's TX power read from its decrypted AEM. Infectiousness is high for keys
+/// from 2 days before to 5 days after symptom onset and standard otherwise (and when the
+/// onset is unknown), as in GAEN's recommended mapping.
+#[derive(Debug)]
+pub struct DistanceScorer {
+    /// The distance service (calibration registry, smoothing, learned model).
+    pub estimator: trustedge_distance::model::DistanceEstimator,
+    /// GAEN v2 scoring.
+    pub scoring: trustedge_distance::exposure::ScoringConfig,
+    /// Scans and windows.
+    pub windows: trustedge_distance::exposure::WindowConfig,
+    /// The close-contact rule.
+    pub rule: trustedge_distance::exposure::CloseContactRule,
+    /// Length of the chunks an encounter is split into for distance estimation, s.
+    pub chunk_s: u64,
+}
+
+impl DistanceScorer {
+    fn link(&self, e: &EncounterInput<'_>) -> trustedge_distance::calibration::LinkCalibration {
+        let mut link = self.estimator.registry.link(e.rx_model, e.rx_model);
+        link.tx.tx_power_dbm = f64::from(e.tx_power_dbm);
+        link
+    }
+}
+
+impl ExposureScorer for DistanceScorer {
+    fn score(&self, e: &EncounterInput<'_>) -> WindowScore {
+        use trustedge_distance::exposure::{Infectiousness, build_windows, contact_intervals};
+        let samples: Vec<(u64, i8)> = e
+            .samples
+            .iter()
+            .map(|s| (e.first_seen_s + u64::from(s.offset_s), s.rssi_dbm))
+            .collect();
+        let link = self.link(e);
+        let infectiousness = match e.days_since_onset {
+            Some(d) if (-2..=5).contains(&d) => Infectiousness::High,
+            _ => Infectiousness::Standard,
+        };
+        let mut out = WindowScore::default();
+        if let Ok(windows) = build_windows(
+            &samples,
+            &link,
+            e.report_type,
+            infectiousness,
+            &self.windows,
+        ) {
+            out.score = windows
+                .iter()
+                .map(|w| self.scoring.window_score(w))
+                .filter(|s| *s >= self.scoring.minimum_window_score)
+                .sum();
+        }
+        let max_m = self.rule.max_distance_m;
+        if let Ok(intervals) = contact_intervals(&samples, self.chunk_s, &self.windows, |s| {
+            self.estimator.estimate_with(s, &link)
+        }) {
+            out.close_s = intervals
+                .iter()
+                .filter(|i| i.distance.meters <= max_m)
+                .map(|i| u64::from(i.duration_s))
+                .sum();
+        }
+        out
+    }
+
+    fn is_close_contact(&self, day: &DaySummary) -> bool {
+        day.close_s as f64 / 60.0 >= self.rule.min_minutes_per_day
+    }
+}
+
+fn score_to_u32(score: f64) -> u32 {
+    if score.is_finite() && score > 0.0 {
+        // Saturates at u32::MAX by `as` semantics for large values.
+        score.round() as u32
+    } else {
+        0
+    }
+}
+
+/// Fisher–Yates with the engine's seeded RNG.
+fn shuffle<T>(items: &mut [T], rng: &mut ChaCha8Rng) {
+    for i in (1..items.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// Round `r` takes the `r`-th notice of every device (after shuffling each device's
+/// notices and the devices), so no transaction holds two notices of one device; rounds are
+/// cut to `max` notices and each transaction is shuffled.
+fn batches(
+    by_device: BTreeMap<DeviceLink, Vec<ExposureNotice>>,
+    max: usize,
+    seed: [u8; 32],
+) -> Vec<NoticeBatch> {
+    let mut rng = ChaCha8Rng::from_seed(seed);
+    let mut lists: Vec<Vec<ExposureNotice>> = by_device.into_values().collect();
+    for l in &mut lists {
+        shuffle(l, &mut rng);
+    }
+    shuffle(&mut lists, &mut rng);
+    let rounds = lists.iter().map(Vec::len).max().unwrap_or(0);
+    let mut out = Vec::new();
+    for r in 0..rounds {
+        let round: Vec<ExposureNotice> = lists.iter().filter_map(|l| l.get(r).cloned()).collect();
+        for chunk in round.chunks(max.max(1)) {
+            let mut notices = chunk.to_vec();
+            shuffle(&mut notices, &mut rng);
+            out.push(NoticeBatch { notices });
+        }
+    }
+    shuffle(&mut out, &mut rng);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trustedge_tracing::broadcast::Broadcaster;
+    use trustedge_tracing::sightings::{Encounter, RssiSample};
+    use trustedge_tracing::{Aem, EnIntervalNumber, TemporaryExposureKey};
+
+    /// Close when the attenuation is at most 60 dB; score = weighted seconds (1.0 below
+    /// 60 dB, 0.5 below 70 dB, 0 above); close contact from 15 minutes close a day.
+    struct ThresholdScorer;
+
+    impl ExposureScorer for ThresholdScorer {
+        fn score(&self, e: &EncounterInput<'_>) -> WindowScore {
+            let span = (e.last_seen_s - e.first_seen_s) as f64;
+            let n = e.samples.len().max(1) as f64;
+            let per = span / n;
+            let mut w = WindowScore::default();
+            for s in e.samples {
+                let att = i32::from(e.tx_power_dbm) - i32::from(s.rssi_dbm);
+                if att <= 60 {
+                    w.score += per;
+                    w.close_s += per as u64;
+                } else if att <= 70 {
+                    w.score += per * 0.5;
+                }
+            }
+            w
+        }
+        fn is_close_contact(&self, d: &DaySummary) -> bool {
+            d.close_s >= 15 * 60
+        }
+    }
+
+    const T0: u64 = 1_700_006_400; // a day boundary: 1_700_006_400 / 86_400 = 19_676.
+
+    fn rnd(i: u64) -> [u8; 32] {
+        let mut r = [0u8; 32];
+        r[..8].copy_from_slice(&i.to_le_bytes());
+        r[8..16].copy_from_slice(&(i ^ 0x5555).to_le_bytes());
+        r[16..24].copy_from_slice(&i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+        r
+    }
+
+    /// A device: a broadcaster advertising every minute from `T0` for `minutes`.
+    fn device(seed: u64, minutes: u64) -> Broadcaster {
+        let mut b = Broadcaster::new(-10);
+        for m in 0..minutes {
+            b.advertise(T0 + 60 * m, rnd(seed * 1000 + m)).unwrap();
+        }
+        b
+    }
+
+    /// What `rx` heard of `tx` from minute `from` to `to` (exclusive) at `rssi`: one
+    /// encounter per RPI of `tx`, filed under `rx`'s own RPI of first sighting.
+    fn heard(
+        rx: &Broadcaster,
+        tx: &Broadcaster,
+        from: u64,
+        to: u64,
+        rssi: i8,
+    ) -> Vec<EncounterUpload> {
+        let mut encounters: BTreeMap<Rpi, Encounter> = BTreeMap::new();
+        for m in from..to {
+            let t = T0 + 60 * m;
+            let r = tx.log().at(t).unwrap();
+            let aem = tx_aem(tx, r.rpi, r.enin);
+            let e = encounters.entry(r.rpi).or_insert(Encounter {
+                rpi: r.rpi,
+                aem,
+                first_seen_s: t,
+                last_seen_s: t,
+                samples: vec![],
+            });
+            e.last_seen_s = t;
+            e.samples.push(RssiSample {
+                offset_s: (t - e.first_seen_s) as u32,
+                rssi_dbm: rssi,
+            });
+        }
+        trustedge_tracing::upload::uploads_by_own_rpi(
+            rx.log(),
+            encounters.into_values().collect(),
+            "Pixel 4",
+            -10,
+        )
+        .unwrap()
+    }
+
+    fn tx_aem(tx: &Broadcaster, rpi: Rpi, enin: EnIntervalNumber) -> Aem {
+        let (tek, _) = tx
+            .keys()
+            .find(|(_, start)| start.0 == enin.rolling_start().0)
+            .unwrap();
+        let _ = TemporaryExposureKey::rpik;
+        tek.aemk().unwrap().encrypt(&rpi, tx.metadata())
+    }
+
+    fn link(i: u8) -> DeviceLink {
+        DeviceLink([i; 32])
+    }
+
+    fn keys_of(b: &Broadcaster) -> Vec<DiagnosisKey> {
+        b.diagnosis_keys(T0 + 86_399, ReportType::ConfirmedTest, None)
+            .unwrap()
+    }
+
+    fn engine_with(
+        case: &Broadcaster,
+        contacts: &[(u8, &Broadcaster, u64, u64, i8)],
+    ) -> ExposureEngine {
+        let mut engine = ExposureEngine::new(EngineConfig::default()).unwrap();
+        for (i, rx, from, to, rssi) in contacts {
+            for u in heard(rx, case, *from, *to, *rssi) {
+                engine.add_upload(link(*i), u).unwrap();
+            }
+        }
+        engine
+    }
+
+    #[test]
+    fn close_contacts_get_one_notice_per_own_rpi_and_far_or_short_ones_none() {
+        let case = device(1, 120);
+        let near = device(2, 120);
+        let far = device(3, 120);
+        let short = device(4, 120);
+        // near: 40 min at −60 dBm (attenuation 50); far: 60 min at −85 (75 dB);
+        // short: 10 min at −55.
+        let mut engine = engine_with(
+            &case,
+            &[
+                (2, &near, 0, 40, -60),
+                (3, &far, 0, 60, -85),
+                (4, &short, 50, 60, -55),
+            ],
+        );
+        let source = Hash::sha256(b"upload");
+        let out = engine.process(source, &keys_of(&case), &ThresholdScorer, [7; 32]);
+        assert_eq!(out.keys_expanded, 1);
+        assert!(out.matches > 0);
+        let notices: Vec<_> = out.notices().cloned().collect();
+        assert!(!notices.is_empty());
+        let near_rpis: HashSet<[u8; 16]> = near.log().records().map(|r| r.rpi.0).collect();
+        let case_rpis: HashSet<[u8; 16]> = case.log().records().map(|r| r.rpi.0).collect();
+        for n in &notices {
+            assert_eq!(n.rpis.len(), 1);
+            assert!(near_rpis.contains(&n.rpis[0]), "notice for someone else");
+            assert!(!case_rpis.contains(&n.rpis[0]));
+            assert_eq!(u64::from(n.day), T0 / DAY_S);
+            assert_eq!(n.source_upload, source);
+            assert!(n.risk_score > 0);
+        }
+        // Every own RPI of `near` with a matched encounter is notified exactly once.
+        let expected: HashSet<[u8; 16]> = heard(&near, &case, 0, 40, -60)
+            .iter()
+            .map(|u| u.own_rpi.0)
+            .collect();
+        let got: HashSet<[u8; 16]> = notices.iter().map(|n| n.rpis[0]).collect();
+        assert_eq!(got, expected);
+        assert_eq!(got.len(), notices.len());
+        // Decisions: near close; far and short matched but not close.
+        let close: Vec<_> = out.decisions.iter().filter(|d| d.close_contact).collect();
+        assert_eq!(close.len(), 1);
+        assert_eq!(close[0].device, link(2));
+        assert!(
+            out.decisions
+                .iter()
+                .any(|d| d.device == link(3) && !d.close_contact)
+        );
+        assert!(
+            out.decisions
+                .iter()
+                .any(|d| d.device == link(4) && !d.close_contact)
+        );
+        // No transaction carries two notices of one device.
+        for b in &out.batches {
+            let n = b
+                .notices
+                .iter()
+                .filter(|n| near_rpis.contains(&n.rpis[0]))
+                .count();
+            assert!(n <= 1);
+        }
+    }
+
+    #[test]
+    fn a_second_release_notifies_only_new_rpis_and_repeats_nothing() {
+        let case = device(1, 60);
+        let near = device(2, 60);
+        let mut engine = engine_with(&case, &[(2, &near, 0, 60, -50)]);
+        let source = Hash::sha256(b"u");
+        let keys = keys_of(&case);
+        let first = engine.process(source, &keys, &ThresholdScorer, [1; 32]);
+        assert!(first.notices().count() > 0);
+        let again = engine.process(source, &keys, &ThresholdScorer, [2; 32]);
+        assert_eq!(again.notices().count(), 0);
+        // Another upload (another case with the same keys cannot exist; but the rule is
+        // per upload id) is notified afresh.
+        let other = engine.process(Hash::sha256(b"v"), &keys, &ThresholdScorer, [3; 32]);
+        assert_eq!(other.notices().count(), first.notices().count());
+    }
+
+    #[test]
+    fn revoked_and_unrelated_keys_match_nothing() {
+        let case = device(1, 60);
+        let near = device(2, 60);
+        let mut engine = engine_with(&case, &[(2, &near, 0, 60, -50)]);
+        let mut keys = keys_of(&case);
+        keys[0].report_type = ReportType::Revoked;
+        let out = engine.process(Hash::sha256(b"r"), &keys, &ThresholdScorer, [0; 32]);
+        assert_eq!(
+            (out.keys_expanded, out.matches, out.notices().count()),
+            (0, 0, 0)
+        );
+        let stranger = device(9, 60);
+        let out = engine.process(
+            Hash::sha256(b"s"),
+            &keys_of(&stranger),
+            &ThresholdScorer,
+            [0; 32],
+        );
+        assert_eq!((out.matches, out.notices().count()), (0, 0));
+    }
+
+    #[test]
+    fn transactions_never_hold_two_notices_of_one_device_and_the_seed_decides_order() {
+        let case = device(1, 140);
+        let contacts: Vec<Broadcaster> = (2..8).map(|i| device(i, 140)).collect();
+        let rows: Vec<(u8, &Broadcaster, u64, u64, i8)> = contacts
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i as u8 + 2, b, 0, 140, -50))
+            .collect();
+        let mut engine = ExposureEngine::new(EngineConfig {
+            max_notices_per_tx: 4,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        for (i, rx, from, to, rssi) in &rows {
+            for u in heard(rx, &case, *from, *to, *rssi) {
+                engine.add_upload(link(*i), u).unwrap();
+            }
+        }
+        let base = engine.clone();
+        let keys = keys_of(&case);
+        let a = engine.process(Hash::sha256(b"x"), &keys, &ThresholdScorer, [1; 32]);
+        let owner: HashMap<[u8; 16], usize> = contacts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, b)| {
+                b.log()
+                    .records()
+                    .map(move |r| (r.rpi.0, i))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(a.batches.len() > 1);
+        for b in &a.batches {
+            assert!(!b.notices.is_empty() && b.notices.len() <= 4);
+            let devices: HashSet<usize> = b.notices.iter().map(|n| owner[&n.rpis[0]]).collect();
+            assert_eq!(
+                devices.len(),
+                b.notices.len(),
+                "two notices of one device in a tx"
+            );
+        }
+        // Same seed, same order; another seed, another order (same set).
+        let mut e2 = base.clone();
+        let b = e2.process(Hash::sha256(b"x"), &keys, &ThresholdScorer, [1; 32]);
+        assert_eq!(a.batches, b.batches);
+        let mut e3 = base;
+        let c = e3.process(Hash::sha256(b"x"), &keys, &ThresholdScorer, [2; 32]);
+        assert_ne!(a.batches, c.batches);
+        let set = |o: &ProcessOutcome| o.notices().map(|n| n.rpis[0]).collect::<BTreeSet<_>>();
+        assert_eq!(set(&a), set(&c));
+    }
+
+    /// A small learned model (fast to train in a debug build).
+    pub(crate) fn small_scorer() -> DistanceScorer {
+        use trustedge_distance::model::{DistanceEstimator, ModelParams, TrainingConfig};
+        let estimator = DistanceEstimator::train_synthetic(
+            7,
+            &TrainingConfig {
+                sessions: 1500,
+                ..TrainingConfig::default()
+            },
+            &ModelParams {
+                n_trees: 20,
+                ..ModelParams::default()
+            },
+        )
+        .unwrap();
+        DistanceScorer {
+            estimator,
+            scoring: Default::default(),
+            windows: Default::default(),
+            rule: Default::default(),
+            chunk_s: 300,
+        }
+    }
+
+    #[test]
+    fn the_distance_scorer_tells_near_from_far() {
+        use rand_core::SeedableRng;
+        use trustedge_distance::channel::{DEVICE_MODELS, LinkContext, sample_rssi};
+        let scorer = small_scorer();
+        let m = DEVICE_MODELS[0];
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let ctx = LinkContext::random(m, m, &mut rng);
+        let mut at = |d: f64| -> Vec<RssiSample> {
+            (0..20)
+                .map(|i| RssiSample {
+                    offset_s: i * 60,
+                    rssi_dbm: sample_rssi(d, &ctx, &mut rng),
+                })
+                .collect()
+        };
+        let (near, far) = (at(0.5), at(8.0));
+        let input = |samples: &'static [RssiSample]| EncounterInput {
+            rx_model: m.name,
+            rx_tx_power_dbm: m.tx_power_dbm as i8,
+            tx_power_dbm: m.tx_power_dbm as i8,
+            first_seen_s: T0,
+            last_seen_s: T0 + 19 * 60,
+            samples,
+            report_type: ReportType::ConfirmedTest,
+            days_since_onset: None,
+        };
+        let near: &'static [RssiSample] = Box::leak(near.into_boxed_slice());
+        let far: &'static [RssiSample] = Box::leak(far.into_boxed_slice());
+        let wn = scorer.score(&input(near));
+        let wf = scorer.score(&input(far));
+        assert!(wn.close_s >= 15 * 60, "{wn:?}");
+        assert!(wf.close_s < 15 * 60, "{wf:?}");
+        assert!(wn.score > wf.score, "{wn:?} {wf:?}");
+        let day = DaySummary {
+            close_s: wn.close_s,
+            ..DaySummary::default()
+        };
+        assert!(scorer.is_close_contact(&day));
+        assert!(!scorer.is_close_contact(&DaySummary {
+            close_s: wf.close_s,
+            ..DaySummary::default()
+        }));
+    }
+
+    #[test]
+    fn limits_and_pruning() {
+        assert!(
+            ExposureEngine::new(EngineConfig {
+                max_notices_per_tx: 65,
+                ..EngineConfig::default()
+            })
+            .is_err()
+        );
+        let case = device(1, 60);
+        let near = device(2, 60);
+        let uploads = heard(&near, &case, 0, 60, -50);
+        let total: usize = uploads.iter().map(|u| u.encounters.len()).sum();
+        let mut engine = ExposureEngine::new(EngineConfig {
+            max_encounters: total - 1,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        let mut refused = false;
+        for u in uploads {
+            refused |= matches!(
+                engine.add_upload(link(2), u),
+                Err(ExposureError::Full { .. })
+            );
+        }
+        assert!(refused);
+        assert!(engine.encounters() < total);
+        engine.prune_before(T0 + 10 * DAY_S);
+        assert_eq!((engine.uploads(), engine.encounters()), (0, 0));
+        let out = engine.process(
+            Hash::sha256(b"p"),
+            &keys_of(&case),
+            &ThresholdScorer,
+            [0; 32],
+        );
+        assert_eq!(out.matches, 0);
+    }
+}

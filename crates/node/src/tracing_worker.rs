@@ -1,0 +1,1128 @@
+//! Contact tracing at an edge node: the relay of confirmed cases' diagnosis keys, exposure
+//! matching over the edge store, notices published on the ledger and pushed to devices
+//! over MQTT, and the signing key of the GAEN exports the API serves.
+//!
+//! Configured by the `[tracing]` table ([`TracingConfig`]). The worker runs on edge nodes
+//! with `[mqtt]`; any node with `[tracing]` serves exports (`crate::api::tracing`).
+//!
+//! # Relay (issue 4 §4)
+//! A confirmed device publishes a reading of kind [`DIAGNOSIS_KIND`] whose payload is the
+//! Borsh `DiagnosisCall::PublishKeys {keys, certificate}` on `te/v1/up/diagnosis/<client>`.
+//! The ingest verifies and stores it like any reading (acknowledging it on
+//! `te/v1/ack/<client>`); this worker then submits `diagnosis.publish_keys` signed with
+//! the edge's tracing key, so the patient's device never appears on the ledger, waits for
+//! the outcome and publishes a [`RelayOutcome`] on `te/v1/notices/relay/<upload id>` (the
+//! upload id is the certificate's keys digest, which the device computes itself).
+//!
+//! # Matching and notices (§5)
+//! Encounter uploads (kind `encounters`) are fed, with the device key that signed them
+//! (the local linkage, never shared), to [`trustedge_edge::exposure::ExposureEngine`].
+//! For every `diagnosis/keys_published` (with released keys) and `diagnosis/keys_released`
+//! event, the worker reads the upload's released keys from its replica, runs the engine
+//! (scored by the distance service, [`trustedge_edge::exposure::DistanceScorer`]),
+//! submits the notice transactions (no transaction holds two notices of one device) and,
+//! once each is committed, publishes each notice alone as a [`NoticeMessage`] on
+//! `te/v1/notices/exposure/<day>`. Devices match them with
+//! `trustedge_tracing::matching::match_notices`.
+//!
+//! One worker submits everything the tracing key signs, one transaction sequence at a
+//! time, so its nonces never race; give it its own key (`[tracing] key_path`) so they do
+//! not race the anchoring loop's either.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use trustedge_chain::{Ledger, TxStatus};
+use trustedge_contracts::diagnosis::{self, DiagnosisCall};
+use trustedge_contracts::exposure::{self, ExposureCall, ExposureNotice};
+use trustedge_device::SignedReading;
+use trustedge_edge::exposure::{
+    DeviceLink, DistanceScorer, EngineConfig, ExposureEngine, ExposureScorer,
+};
+use trustedge_gaen_export::p256::ecdsa::{SigningKey, VerifyingKey};
+use trustedge_store::EventFilter;
+use trustedge_tracing::upload::{EncounterUpload, READING_KIND as ENCOUNTERS_KIND};
+use trustedge_tracing::{DiagnosisKey, ReportType};
+use trustedge_types::{Hash, Keypair, Payload, SignedTx, TxBody};
+
+use crate::client::Client;
+use crate::edge_store::{EdgeStore, IndexKeys};
+use crate::ingest::ReadingIndexer;
+use crate::metrics::Metrics;
+use crate::mqtt::topics;
+
+/// The reading kind of a diagnosis upload relayed by the edge.
+pub const DIAGNOSIS_KIND: &str = "diagnosis";
+/// Prefix of the topics exposure notices are pushed on (`…/<day>`).
+pub const EXPOSURE_TOPIC_PREFIX: &str = "te/v1/notices/exposure/";
+/// Prefix of the topics relay outcomes are pushed on (`…/<upload id hex>`).
+pub const RELAY_TOPIC_PREFIX: &str = "te/v1/notices/relay/";
+/// Blocks a tracing transaction stays valid for.
+pub const EXPIRY_BLOCKS: u64 = 100;
+/// How long the worker waits for its transactions to be committed.
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most records read from the store per tick.
+const SCAN_BATCH: usize = 4096;
+/// Most events read per tick.
+const EVENTS_PAGE: usize = 500;
+
+/// The topic of exposure notices for `day`.
+pub fn exposure_topic(day: u32) -> String {
+    format!("{EXPOSURE_TOPIC_PREFIX}{day}")
+}
+
+/// The topic of the relay outcome of diagnosis upload `upload_id`.
+pub fn relay_topic(upload_id: &Hash) -> String {
+    format!("{RELAY_TOPIC_PREFIX}{}", upload_id.to_hex())
+}
+
+/// The `[tracing]` table. Paths are relative to the node's home.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// Whether the node traces (relays, matches, publishes and serves exports).
+    #[serde(default = "defaults::enabled")]
+    pub enabled: bool,
+    /// Clock skew accepted by matching, s (GAEN: 7200).
+    #[serde(default = "defaults::skew_s")]
+    pub skew_s: u64,
+    /// Close-contact rule: minutes in a day ...
+    #[serde(default = "defaults::min_minutes_per_day")]
+    pub min_minutes_per_day: f64,
+    /// ... within this distance, m.
+    #[serde(default = "defaults::max_distance_m")]
+    pub max_distance_m: f64,
+    /// GAEN v2 attenuation bucket thresholds (immediate, near, medium), dB.
+    #[serde(default = "defaults::attenuation_thresholds_db")]
+    pub attenuation_thresholds_db: [u8; 3],
+    /// GAEN v2 bucket weights (immediate, near, medium, other).
+    #[serde(default = "defaults::attenuation_weights")]
+    pub attenuation_weights: [f64; 4],
+    /// GAEN v2 minimum window score.
+    #[serde(default)]
+    pub minimum_window_score: f64,
+    /// Length of the chunks an encounter is split into for distance estimation, s.
+    #[serde(default = "defaults::chunk_s")]
+    pub chunk_s: u64,
+    /// Seed of the learned distance model's synthetic training (deterministic).
+    #[serde(default = "defaults::model_seed")]
+    pub model_seed: u64,
+    /// Simulated sessions the distance model is trained on at start.
+    #[serde(default = "defaults::model_sessions")]
+    pub model_sessions: usize,
+    /// Trees of the distance model's forest.
+    #[serde(default = "defaults::model_trees")]
+    pub model_trees: u16,
+    /// The P-256 key that signs exports (PEM, created at first start with mode 0600).
+    #[serde(default = "defaults::export_key_path")]
+    pub export_key_path: PathBuf,
+    /// Region written into exports.
+    #[serde(default = "defaults::export_region")]
+    pub export_region: String,
+    /// The member key that signs relayed uploads and notices (an operator of an
+    /// edge-operator organisation); the node's `key_path` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_path: Option<PathBuf>,
+    /// How often the worker looks at the store and the ledger, ms.
+    #[serde(default = "defaults::poll_interval_ms")]
+    pub poll_interval_ms: u64,
+}
+
+mod defaults {
+    use std::path::PathBuf;
+    pub fn enabled() -> bool {
+        true
+    }
+    pub fn skew_s() -> u64 {
+        trustedge_tracing::matching::DEFAULT_SKEW_S
+    }
+    pub fn min_minutes_per_day() -> f64 {
+        15.0
+    }
+    pub fn max_distance_m() -> f64 {
+        2.0
+    }
+    pub fn attenuation_thresholds_db() -> [u8; 3] {
+        [56, 62, 70]
+    }
+    pub fn attenuation_weights() -> [f64; 4] {
+        [1.0, 1.0, 0.3, 0.0]
+    }
+    pub fn chunk_s() -> u64 {
+        300
+    }
+    pub fn model_seed() -> u64 {
+        1
+    }
+    pub fn model_sessions() -> usize {
+        3000
+    }
+    pub fn model_trees() -> u16 {
+        60
+    }
+    pub fn export_key_path() -> PathBuf {
+        PathBuf::from("tracing-export-key.pem")
+    }
+    pub fn export_region() -> String {
+        "TE".into()
+    }
+    pub fn poll_interval_ms() -> u64 {
+        100
+    }
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig {
+            enabled: defaults::enabled(),
+            skew_s: defaults::skew_s(),
+            min_minutes_per_day: defaults::min_minutes_per_day(),
+            max_distance_m: defaults::max_distance_m(),
+            attenuation_thresholds_db: defaults::attenuation_thresholds_db(),
+            attenuation_weights: defaults::attenuation_weights(),
+            minimum_window_score: 0.0,
+            chunk_s: defaults::chunk_s(),
+            model_seed: defaults::model_seed(),
+            model_sessions: defaults::model_sessions(),
+            model_trees: defaults::model_trees(),
+            export_key_path: defaults::export_key_path(),
+            export_region: defaults::export_region(),
+            key_path: None,
+            poll_interval_ms: defaults::poll_interval_ms(),
+        }
+    }
+}
+
+// `validate` refuses NaN in every float field, so equality is reflexive on every
+// configuration a node accepts (NodeConfig compares configurations).
+impl Eq for TracingConfig {}
+
+impl TracingConfig {
+    fn scoring(&self) -> trustedge_distance::exposure::ScoringConfig {
+        trustedge_distance::exposure::ScoringConfig {
+            attenuation_bucket_thresholds_db: self.attenuation_thresholds_db,
+            attenuation_bucket_weights: self.attenuation_weights,
+            minimum_window_score: self.minimum_window_score,
+            ..Default::default()
+        }
+    }
+
+    /// Checks every field; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.skew_s > 24 * 3600 {
+            return Err("tracing.skew_s must be at most 86400".into());
+        }
+        if !(self.min_minutes_per_day >= 0.0 && self.min_minutes_per_day <= 1440.0) {
+            return Err("tracing.min_minutes_per_day must be in 0..=1440".into());
+        }
+        if !(self.max_distance_m > 0.0 && self.max_distance_m <= 100.0) {
+            return Err("tracing.max_distance_m must be in (0, 100]".into());
+        }
+        self.scoring()
+            .validate()
+            .map_err(|e| format!("tracing scoring: {e}"))?;
+        if !(1..=86_400).contains(&self.chunk_s) {
+            return Err("tracing.chunk_s must be in 1..=86400".into());
+        }
+        if !(10..=1_000_000).contains(&self.model_sessions) {
+            return Err("tracing.model_sessions must be in 10..=1000000".into());
+        }
+        if !(1..=1000).contains(&self.model_trees) {
+            return Err("tracing.model_trees must be in 1..=1000".into());
+        }
+        let region_ok = !self.export_region.is_empty()
+            && self.export_region.len() <= 16
+            && self
+                .export_region
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric());
+        if !region_ok {
+            return Err("tracing.export_region must be 1..=16 ASCII letters or digits".into());
+        }
+        if !crate::config::INTERVAL_MS_RANGE.contains(&self.poll_interval_ms) {
+            return Err("tracing.poll_interval_ms must be in 1..=3600000".into());
+        }
+        Ok(())
+    }
+
+    /// Trains the distance service and assembles the scorer (CPU-bound: call it on a
+    /// blocking thread).
+    pub fn scorer(&self) -> Result<DistanceScorer, String> {
+        use trustedge_distance::model::{DistanceEstimator, ModelParams, TrainingConfig};
+        let estimator = DistanceEstimator::train_synthetic(
+            self.model_seed,
+            &TrainingConfig {
+                sessions: self.model_sessions,
+                ..TrainingConfig::default()
+            },
+            &ModelParams {
+                n_trees: self.model_trees,
+                ..ModelParams::default()
+            },
+        )
+        .map_err(|e| format!("training the distance model: {e}"))?;
+        Ok(DistanceScorer {
+            estimator,
+            scoring: self.scoring(),
+            windows: Default::default(),
+            rule: trustedge_distance::exposure::CloseContactRule {
+                min_minutes_per_day: self.min_minutes_per_day,
+                max_distance_m: self.max_distance_m,
+            },
+            chunk_s: self.chunk_s,
+        })
+    }
+}
+
+/// The node's export signing key and its public form.
+#[derive(Clone)]
+pub struct ExportSigner {
+    /// The signing key.
+    pub signing_key: SigningKey,
+    /// Its public key as PEM (`PUBLIC KEY`).
+    pub public_pem: String,
+    /// Region written into exports.
+    pub region: String,
+}
+
+impl std::fmt::Debug for ExportSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportSigner")
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExportSigner {
+    /// The verifying key.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        *self.signing_key.verifying_key()
+    }
+}
+
+/// Loads the export key at `path`, creating it (mode 0600) with `random` bytes when absent.
+pub fn load_or_create_export_key(
+    path: &Path,
+    region: &str,
+    random: impl FnOnce() -> [u8; 32],
+) -> Result<ExportSigner, String> {
+    use trustedge_gaen_export::{parse_signing_key_pem, public_key_to_pem, signing_key_to_pem};
+    let err = |m: String| format!("export key {}: {m}", path.display());
+    let signing_key = if path.exists() {
+        let pem = crate::config::read_small(path).map_err(err)?;
+        parse_signing_key_pem(&pem).map_err(|e| err(e.to_string()))?
+    } else {
+        // A random scalar is a valid key except with negligible probability; retry then.
+        let key = SigningKey::from_bytes(&random().into())
+            .map_err(|e| err(format!("cannot create a key: {e}")))?;
+        let pem = signing_key_to_pem(&key).map_err(|e| err(e.to_string()))?;
+        write_private(path, pem.as_bytes()).map_err(err)?;
+        key
+    };
+    let public_pem =
+        public_key_to_pem(signing_key.verifying_key()).map_err(|e| err(e.to_string()))?;
+    Ok(ExportSigner {
+        signing_key,
+        public_pem,
+        region: region.to_string(),
+    })
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path).map_err(|e| e.to_string())?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| e.to_string())
+}
+
+/// Indexes `encounters` readings by the uploader's own RPI and the RPIs it heard, checks
+/// `diagnosis` readings decode, and keeps every other kind by time only.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TracingIndexer;
+
+impl ReadingIndexer for TracingIndexer {
+    fn index_keys(&self, _client: &str, reading: &SignedReading) -> Result<IndexKeys, String> {
+        match reading.kind.as_str() {
+            ENCOUNTERS_KIND => {
+                let u = EncounterUpload::from_bytes(&reading.payload).map_err(|e| e.to_string())?;
+                Ok(IndexKeys {
+                    own: u.own_rpi.0.to_vec(),
+                    observed: u.encounters.iter().map(|e| e.rpi.0.to_vec()).collect(),
+                })
+            }
+            DIAGNOSIS_KIND => {
+                decode_diagnosis(&reading.payload)?;
+                Ok(IndexKeys::default())
+            }
+            _ => Ok(IndexKeys::default()),
+        }
+    }
+}
+
+/// The keys and certificate of a diagnosis reading's payload.
+pub fn decode_diagnosis(
+    payload: &[u8],
+) -> Result<(Vec<DiagnosisKey>, diagnosis::VerificationCertificate), String> {
+    let call: DiagnosisCall =
+        trustedge_types::codec::decode(payload, trustedge_device::MAX_READING_PAYLOAD_BYTES)
+            .map_err(|e| format!("not a diagnosis upload: {e}"))?;
+    let DiagnosisCall::PublishKeys { keys, certificate } = call;
+    if keys.is_empty() || keys.len() > diagnosis::MAX_KEYS_PER_UPLOAD {
+        return Err(format!(
+            "a diagnosis upload carries 1..={} keys",
+            diagnosis::MAX_KEYS_PER_UPLOAD
+        ));
+    }
+    Ok((keys, certificate))
+}
+
+/// The payload a device puts in a diagnosis reading.
+pub fn encode_diagnosis(
+    keys: Vec<DiagnosisKey>,
+    certificate: diagnosis::VerificationCertificate,
+) -> Vec<u8> {
+    trustedge_types::codec::encode(&DiagnosisCall::PublishKeys { keys, certificate })
+}
+
+/// What the edge pushes on `te/v1/notices/relay/<upload id>` after relaying an upload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayOutcome {
+    /// The upload id (the certificate's keys digest).
+    pub upload_id: Hash,
+    /// The relaying transaction.
+    pub tx_hash: Option<Hash>,
+    /// Whether the ledger accepted the keys.
+    pub accepted: bool,
+    /// The block that committed it.
+    pub height: Option<u64>,
+    /// Why not, when refused or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One exposure notice as pushed on `te/v1/notices/exposure/<day>`: one RPI per message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeMessage {
+    /// The exposed device's RPI (hex).
+    pub rpi: String,
+    /// Risk score.
+    pub risk_score: u32,
+    /// UTC day of the exposure.
+    pub day: u32,
+    /// The diagnosis upload that triggered it.
+    pub source_upload: Hash,
+    /// The notice's id on the ledger.
+    pub notice_id: Hash,
+    /// The block that committed it.
+    pub height: u64,
+}
+
+/// Metrics of tracing.
+pub struct TracingMetrics {
+    /// Diagnosis uploads relayed and accepted.
+    pub relayed: Counter,
+    /// Diagnosis uploads whose relay was refused or failed.
+    pub relay_errors: Counter,
+    /// Diagnosis keys matched (expanded and looked up).
+    pub keys_matched: Counter,
+    /// Observations matched by a key.
+    pub matches: Counter,
+    /// Notices published (committed).
+    pub notices_published: Counter,
+    /// Notice transactions refused or failed.
+    pub notice_errors: Counter,
+    /// Time of one matching run, s.
+    pub match_seconds: Histogram,
+    /// Encounter uploads held by the engine.
+    pub uploads_held: Counter,
+}
+
+impl Default for TracingMetrics {
+    fn default() -> Self {
+        TracingMetrics {
+            relayed: Counter::default(),
+            relay_errors: Counter::default(),
+            keys_matched: Counter::default(),
+            matches: Counter::default(),
+            notices_published: Counter::default(),
+            notice_errors: Counter::default(),
+            // 100 µs to ~3 s.
+            match_seconds: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(1e-4, 2.0, 16),
+            ),
+            uploads_held: Counter::default(),
+        }
+    }
+}
+
+impl TracingMetrics {
+    /// Registers these metrics (names prefixed `tracing_`).
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "tracing_relayed",
+            "Diagnosis uploads relayed and accepted",
+            self.relayed.clone(),
+        );
+        r.register(
+            "tracing_relay_errors",
+            "Diagnosis uploads whose relay was refused or failed",
+            self.relay_errors.clone(),
+        );
+        r.register(
+            "tracing_keys_matched",
+            "Diagnosis keys expanded and matched against the edge's encounters",
+            self.keys_matched.clone(),
+        );
+        r.register(
+            "tracing_matches",
+            "Observations matched by a diagnosis key",
+            self.matches.clone(),
+        );
+        r.register(
+            "tracing_notices_published",
+            "Exposure notices committed on the ledger",
+            self.notices_published.clone(),
+        );
+        r.register(
+            "tracing_notice_errors",
+            "Exposure notice transactions refused or failed",
+            self.notice_errors.clone(),
+        );
+        r.register(
+            "tracing_match_seconds",
+            "Time of one matching run",
+            self.match_seconds.clone(),
+        );
+        r.register(
+            "tracing_uploads_held",
+            "Encounter uploads fed to the exposure engine",
+            self.uploads_held.clone(),
+        );
+    }
+}
+
+/// The inputs of the tracing worker.
+pub struct TracingWorker {
+    /// Settings.
+    pub config: TracingConfig,
+    /// The edge store.
+    pub store: Arc<EdgeStore>,
+    /// The node's replica.
+    pub ledger: Arc<Ledger>,
+    /// The tracing member key.
+    pub key: Keypair,
+    /// The node's own API (transactions are admitted and forwarded there).
+    pub api: Client,
+    /// The broker devices are connected to.
+    pub broker: SocketAddr,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The trained scorer.
+    pub scorer: Arc<dyn ExposureScorer + Send + Sync>,
+}
+
+struct State {
+    next_record: Option<u64>,
+    event_from: trustedge_types::Height,
+    event_cursor: Option<trustedge_store::EventCursor>,
+    engine: Arc<Mutex<ExposureEngine>>,
+    relayed: BTreeSet<Hash>,
+}
+
+impl TracingWorker {
+    /// Runs until `stop`.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let engine = match ExposureEngine::new(EngineConfig {
+            skew_s: self.config.skew_s,
+            ..EngineConfig::default()
+        }) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start exposure matching");
+                return;
+            }
+        };
+        let mut options = MqttOptions::new(
+            "trustedge-edge-tracing",
+            self.broker.ip().to_string(),
+            self.broker.port(),
+        );
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_clean_session(true);
+        let (mqtt, mut eventloop) = AsyncClient::new(options, 1024);
+        let mut mqtt_stop = stop.clone();
+        let poller = tokio::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    _ = mqtt_stop.wait_for(|s| *s) => break,
+                    e = eventloop.poll() => e,
+                };
+                if let Err(e) = event {
+                    tracing::debug!(error = %e, "tracing MQTT publisher reconnecting");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+        let mut state = State {
+            next_record: None,
+            event_from: 0,
+            event_cursor: None,
+            engine: Arc::new(Mutex::new(engine)),
+            relayed: BTreeSet::new(),
+        };
+        let tick = Duration::from_millis(self.config.poll_interval_ms);
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                () = tokio::time::sleep(tick) => {}
+            }
+            if let Err(e) = self.step(&mut state, &mqtt).await {
+                tracing::warn!(error = %e, "tracing step failed");
+            }
+        }
+        let _ = mqtt.try_disconnect();
+        let _ = poller.await;
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&EdgeStore, &Ledger) -> Result<T, String> + Send + 'static,
+    ) -> Result<T, String> {
+        let store = self.store.clone();
+        let ledger = self.ledger.clone();
+        tokio::task::spawn_blocking(move || f(&store, &ledger))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
+    async fn step(&self, state: &mut State, mqtt: &AsyncClient) -> Result<(), String> {
+        // 1. New records: encounter uploads into the engine, diagnosis uploads to relay.
+        let from = state.next_record;
+        let engine = state.engine.clone();
+        let (next, diagnoses, added) = self
+            .blocking(move |s, _| scan_records(s, from, &engine))
+            .await?;
+        state.next_record = Some(next);
+        self.metrics.tracing.uploads_held.inc_by(added);
+        for reading in diagnoses {
+            self.relay(state, mqtt, reading).await;
+        }
+        // 2. Diagnosis events: uploads with newly released keys.
+        let (uploads, cursor, from_height) = {
+            let cursor = state.event_cursor;
+            let from_height = state.event_from;
+            self.blocking(move |_, l| new_releases(l, from_height, cursor))
+                .await?
+        };
+        state.event_cursor = cursor;
+        state.event_from = from_height;
+        for upload in uploads {
+            self.match_and_publish(state, mqtt, upload).await?;
+        }
+        Ok(())
+    }
+
+    async fn sign_and_submit(
+        &self,
+        payloads: Vec<Payload>,
+    ) -> Result<Vec<Result<Hash, String>>, String> {
+        let public = self.key.public();
+        let (last, height, chain) = self
+            .blocking(move |_, l| {
+                Ok((
+                    l.last_nonce(&public).map_err(|e| e.to_string())?,
+                    l.height().map_err(|e| e.to_string())?,
+                    l.chain_id().to_string(),
+                ))
+            })
+            .await?;
+        let txs: Vec<SignedTx> = payloads
+            .into_iter()
+            .enumerate()
+            .map(|(i, payload)| {
+                TxBody {
+                    chain_id: chain.clone(),
+                    signer: public,
+                    nonce: last.saturating_add(1 + i as u64),
+                    expiry_height: height.saturating_add(EXPIRY_BLOCKS),
+                    payload,
+                }
+                .sign(&self.key)
+            })
+            .collect();
+        let r = self
+            .api
+            .submit_batch(&txs)
+            .await
+            .map_err(|e| format!("submission refused: {e}"))?;
+        Ok(r.results
+            .into_iter()
+            .map(|item| match (item.hash, item.error) {
+                (Some(h), _) => Ok(h),
+                (None, Some(e)) => Err(format!("{}: {}", e.code, e.message)),
+                (None, None) => Err("refused".into()),
+            })
+            .collect())
+    }
+
+    /// Waits for `hash` on this node's replica: `Ok(height)` when it succeeded.
+    async fn await_commit(&self, hash: Hash) -> Result<u64, String> {
+        let deadline = Instant::now() + COMMIT_TIMEOUT;
+        loop {
+            let status = self
+                .blocking(move |_, l| l.tx_status(&hash).map_err(|e| e.to_string()))
+                .await?;
+            if let TxStatus::Committed(p) = status {
+                return if p.result.is_success() {
+                    Ok(p.header.height)
+                } else {
+                    Err(format!("transaction failed: {:?}", p.result.outcome))
+                };
+            }
+            if Instant::now() > deadline {
+                return Err(format!("transaction {hash} not committed in time"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn relay(&self, state: &mut State, mqtt: &AsyncClient, reading: SignedReading) {
+        let (keys, certificate) = match decode_diagnosis(&reading.payload) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, "a stored diagnosis reading does not decode");
+                return;
+            }
+        };
+        let upload_id = diagnosis::keys_digest(&keys);
+        if !state.relayed.insert(upload_id) {
+            return;
+        }
+        let exists = self
+            .blocking(move |_, l| {
+                let snap = l.store().snapshot().map_err(|e| e.to_string())?;
+                diagnosis::upload(&snap, &upload_id).map_err(|e| e.to_string())
+            })
+            .await;
+        let outcome = match exists {
+            Ok(Some(rec)) => RelayOutcome {
+                upload_id,
+                tx_hash: Some(rec.tx_hash),
+                accepted: true,
+                height: Some(rec.height),
+                error: None,
+            },
+            _ => {
+                let payload = Payload::new(
+                    diagnosis::NAME,
+                    &DiagnosisCall::PublishKeys { keys, certificate },
+                );
+                let submitted = self.sign_and_submit(vec![payload]).await;
+                let hash = match submitted {
+                    Ok(mut v) => v.pop().unwrap_or_else(|| Err("no result".into())),
+                    Err(e) => Err(e),
+                };
+                match hash {
+                    Ok(h) => match self.await_commit(h).await {
+                        Ok(height) => RelayOutcome {
+                            upload_id,
+                            tx_hash: Some(h),
+                            accepted: true,
+                            height: Some(height),
+                            error: None,
+                        },
+                        Err(e) => RelayOutcome {
+                            upload_id,
+                            tx_hash: Some(h),
+                            accepted: false,
+                            height: None,
+                            error: Some(e),
+                        },
+                    },
+                    Err(e) => RelayOutcome {
+                        upload_id,
+                        tx_hash: None,
+                        accepted: false,
+                        height: None,
+                        error: Some(e),
+                    },
+                }
+            }
+        };
+        if outcome.accepted {
+            self.metrics.tracing.relayed.inc();
+            tracing::info!(upload = %upload_id, tx = ?outcome.tx_hash, "relayed a diagnosis upload");
+        } else {
+            self.metrics.tracing.relay_errors.inc();
+            tracing::warn!(upload = %upload_id, error = ?outcome.error, "diagnosis relay refused");
+        }
+        if let Ok(body) = serde_json::to_vec(&outcome) {
+            let _ = mqtt.try_publish(relay_topic(&upload_id), QoS::AtLeastOnce, false, body);
+        }
+    }
+
+    async fn match_and_publish(
+        &self,
+        state: &mut State,
+        mqtt: &AsyncClient,
+        upload: Hash,
+    ) -> Result<(), String> {
+        let keys = self.blocking(move |_, l| released_keys(l, &upload)).await?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let engine = state.engine.clone();
+        let scorer = self.scorer.clone();
+        let mut seed = [0u8; 32];
+        {
+            use rand_core::RngCore;
+            rand_core::OsRng.fill_bytes(&mut seed);
+        }
+        let started = Instant::now();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut e = engine
+                .lock()
+                .map_err(|_| "exposure engine poisoned".to_string())?;
+            Ok::<_, String>(e.process(upload, &keys, scorer.as_ref(), seed))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let m = &self.metrics.tracing;
+        m.match_seconds.observe(started.elapsed().as_secs_f64());
+        m.keys_matched.inc_by(outcome.keys_expanded as u64);
+        m.matches.inc_by(outcome.matches as u64);
+        let close = outcome.decisions.iter().filter(|d| d.close_contact).count();
+        tracing::info!(
+            %upload,
+            keys = outcome.keys_expanded,
+            matches = outcome.matches,
+            exposed_device_days = outcome.decisions.len(),
+            close_contacts = close,
+            "matched released diagnosis keys"
+        );
+        // Leave out notices already on the ledger (a restart re-matches old uploads).
+        let batches = outcome.batches;
+        let batches = self
+            .blocking(move |_, l| {
+                let snap = l.store().snapshot().map_err(|e| e.to_string())?;
+                let mut out = Vec::new();
+                for b in batches {
+                    let mut fresh = Vec::new();
+                    for n in b.notices {
+                        let id = exposure::notice_id(&n.source_upload, n.day, &n.rpis);
+                        if exposure::notice(&snap, &id)
+                            .map_err(|e| e.to_string())?
+                            .is_none()
+                        {
+                            fresh.push(n);
+                        }
+                    }
+                    if !fresh.is_empty() {
+                        out.push(fresh);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let payloads = batches
+            .iter()
+            .map(|notices| {
+                Payload::new(
+                    exposure::NAME,
+                    &ExposureCall::PublishNotices {
+                        notices: notices.clone(),
+                    },
+                )
+            })
+            .collect();
+        let results = self.sign_and_submit(payloads).await?;
+        for (notices, r) in batches.into_iter().zip(results) {
+            let height = match r {
+                Ok(h) => self.await_commit(h).await,
+                Err(e) => Err(e),
+            };
+            match height {
+                Ok(height) => {
+                    m.notices_published.inc_by(notices.len() as u64);
+                    for n in notices {
+                        publish_notice(mqtt, &n, height);
+                    }
+                }
+                Err(e) => {
+                    m.notice_errors.inc();
+                    tracing::warn!(error = %e, "a notice transaction was refused or failed");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn publish_notice(mqtt: &AsyncClient, n: &ExposureNotice, height: u64) {
+    let Some(rpi) = n.rpis.first() else { return };
+    let msg = NoticeMessage {
+        rpi: hex::encode(rpi),
+        risk_score: n.risk_score,
+        day: n.day,
+        source_upload: n.source_upload,
+        notice_id: exposure::notice_id(&n.source_upload, n.day, &n.rpis),
+        height,
+    };
+    if let Ok(body) = serde_json::to_vec(&msg) {
+        // A full request queue means the broker is gone; devices also read the ledger.
+        let _ = mqtt.try_publish(exposure_topic(n.day), QoS::AtLeastOnce, false, body);
+    }
+}
+
+/// Reads the store from `from` (the first record kept when `None`): feeds encounter
+/// uploads to the engine, returns diagnosis readings, the next id to read and how many
+/// uploads were added.
+fn scan_records(
+    store: &EdgeStore,
+    from: Option<u64>,
+    engine: &Mutex<ExposureEngine>,
+) -> Result<(u64, Vec<SignedReading>, u64), String> {
+    let mut id = match from {
+        Some(id) => id,
+        None => store
+            .range_by_time(0, u64::MAX, 1)
+            .map_err(|e| e.to_string())?
+            .first()
+            .copied()
+            .unwrap_or(0),
+    };
+    let mut diagnoses = Vec::new();
+    let mut added = 0u64;
+    let mut engine = engine
+        .lock()
+        .map_err(|_| "exposure engine poisoned".to_string())?;
+    for _ in 0..SCAN_BATCH {
+        let Some(meta) = store.meta(id).map_err(|e| e.to_string())? else {
+            break;
+        };
+        let wanted = meta.kind == ENCOUNTERS_KIND || meta.kind == DIAGNOSIS_KIND;
+        let record = if wanted {
+            store.get(id).map_err(|e| e.to_string())?
+        } else {
+            None
+        };
+        if let Some(rec) = record {
+            if meta.kind == DIAGNOSIS_KIND {
+                diagnoses.push(rec.reading);
+            } else if let Ok(u) = EncounterUpload::from_bytes(&rec.reading.payload) {
+                match engine.add_upload(DeviceLink(rec.reading.device.0), u) {
+                    Ok(()) => added += 1,
+                    Err(e) => tracing::warn!(error = %e, "exposure engine refused an upload"),
+                }
+            }
+        }
+        id += 1;
+    }
+    Ok((id, diagnoses, added))
+}
+
+/// Uploads with keys released since the cursor, the new cursor and its height floor.
+#[allow(clippy::type_complexity, reason = "one private call site")]
+fn new_releases(
+    ledger: &Ledger,
+    from_height: trustedge_types::Height,
+    mut cursor: Option<trustedge_store::EventCursor>,
+) -> Result<
+    (
+        Vec<Hash>,
+        Option<trustedge_store::EventCursor>,
+        trustedge_types::Height,
+    ),
+    String,
+> {
+    let filter = EventFilter {
+        module: Some(diagnosis::NAME.into()),
+        from_height: Some(from_height),
+        ..EventFilter::default()
+    };
+    let mut out: Vec<Hash> = Vec::new();
+    let mut from = from_height;
+    loop {
+        let page = ledger
+            .events(&filter, cursor, EVENTS_PAGE)
+            .map_err(|e| e.to_string())?;
+        for ev in &page.events {
+            from = from.max(ev.height);
+            let attr = |k: &str| {
+                ev.event
+                    .attributes
+                    .iter()
+                    .find(|a| a.key == k)
+                    .map(|a| a.value.clone())
+            };
+            let released = match ev.event.kind.as_str() {
+                "keys_published" => attr("released").is_some_and(|r| r != "0"),
+                "keys_released" => true,
+                _ => false,
+            };
+            if let Some(id) = attr("upload_id").and_then(|h| Hash::from_hex(&h).ok())
+                && released
+                && !out.contains(&id)
+            {
+                out.push(id);
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => {
+                // Nothing more now: keep the position after the last event seen.
+                if let Some(last) = page.events.last() {
+                    cursor = Some(trustedge_store::EventCursor {
+                        height: last.height,
+                        tx_index: last.tx_index,
+                        event_index: last.event_index.saturating_add(1),
+                    });
+                }
+                break;
+            }
+        }
+    }
+    Ok((out, cursor, from))
+}
+
+/// The released, unrevoked keys of diagnosis upload `id`.
+fn released_keys(ledger: &Ledger, id: &Hash) -> Result<Vec<DiagnosisKey>, String> {
+    let snap = ledger.store().snapshot().map_err(|e| e.to_string())?;
+    let Some(rec) = diagnosis::upload(&snap, id).map_err(|e| e.to_string())? else {
+        return Ok(Vec::new());
+    };
+    if rec.report_type == ReportType::Revoked {
+        return Ok(Vec::new());
+    }
+    let mut keys = Vec::new();
+    for kd in &rec.keys {
+        if let Some(k) = diagnosis::published_key(&snap, kd).map_err(|e| e.to_string())?
+            && k.released
+            && k.revoked_by.is_none()
+        {
+            keys.push(k.key);
+        }
+    }
+    Ok(keys)
+}
+
+/// Device side: the topic filter of every exposure notice.
+pub const EXPOSURE_FILTER: &str = "te/v1/notices/exposure/#";
+
+/// Device side: parses a message received on `te/v1/notices/…`: `Some` for an exposure
+/// notice.
+pub fn parse_notice(topic: &str, payload: &[u8]) -> Option<NoticeMessage> {
+    if !topic.starts_with(EXPOSURE_TOPIC_PREFIX) || !topic.starts_with(topics::NOTICES_PREFIX) {
+        return None;
+    }
+    serde_json::from_slice(payload).ok()
+}
+
+/// Device side: parses a relay outcome received on `te/v1/notices/relay/<id>`.
+pub fn parse_relay_outcome(topic: &str, payload: &[u8]) -> Option<RelayOutcome> {
+    if !topic.starts_with(RELAY_TOPIC_PREFIX) {
+        return None;
+    }
+    serde_json::from_slice(payload).ok()
+}
+
+fn random32() -> [u8; 32] {
+    use rand_core::RngCore;
+    let mut b = [0; 32];
+    rand_core::OsRng.fill_bytes(&mut b);
+    b
+}
+
+/// Loads (or creates, at first start) the node's export key.
+pub async fn start_export_signer(
+    home: &Path,
+    config: &TracingConfig,
+) -> Result<ExportSigner, crate::NodeError> {
+    let path = crate::NodeConfig::resolve(home, &config.export_key_path);
+    let region = config.export_region.clone();
+    let p = path.clone();
+    tokio::task::spawn_blocking(move || load_or_create_export_key(&p, &region, random32))
+        .await
+        .map_err(|e| crate::NodeError::Task {
+            task: "tracing export key",
+            message: e.to_string(),
+        })?
+        .map_err(|message| crate::NodeError::Config { path, message })
+}
+
+/// Trains the scorer (on a blocking thread) and spawns the worker.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site, all parts of the node"
+)]
+pub async fn start_worker(
+    home: &Path,
+    node: &crate::NodeConfig,
+    config: &TracingConfig,
+    store: Arc<EdgeStore>,
+    ledger: Arc<Ledger>,
+    broker: SocketAddr,
+    api: SocketAddr,
+    metrics: Arc<Metrics>,
+    stop: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, crate::NodeError> {
+    let key_path = config
+        .key_path
+        .as_ref()
+        .or(node.key_path.as_ref())
+        .ok_or_else(|| crate::NodeError::Role("[tracing] needs a key (key_path)".into()))?;
+    let key = crate::load_key(&crate::NodeConfig::resolve(home, key_path))?;
+    let c = config.clone();
+    let started = Instant::now();
+    let scorer = tokio::task::spawn_blocking(move || c.scorer())
+        .await
+        .map_err(|e| crate::NodeError::Task {
+            task: "train the distance model",
+            message: e.to_string(),
+        })?
+        .map_err(|message| crate::NodeError::Config {
+            path: home.join(crate::config::CONFIG_FILE),
+            message,
+        })?;
+    tracing::info!(
+        took_ms = started.elapsed().as_millis() as u64,
+        sessions = config.model_sessions,
+        "trained the distance model"
+    );
+    let worker = TracingWorker {
+        config: config.clone(),
+        store,
+        ledger,
+        key,
+        api: Client::new(format!("http://{api}")),
+        broker,
+        metrics,
+        scorer: Arc::new(scorer),
+    };
+    Ok(tokio::spawn(worker.run(stop)))
+}
