@@ -6,6 +6,7 @@
 //! benchmark (`bench`). Everything networked goes through `trustedge_node::client::Client`;
 //! this crate holds no protocol logic of its own, only wiring and presentation.
 
+mod aerosol_cmd;
 mod bench;
 mod bench_contacts;
 mod bench_ledger;
@@ -112,6 +113,9 @@ enum Command {
     Devnet(devnet::DevnetArgs),
     /// Contact tracing: the Exposure Notification (GAEN v1.2) key schedule.
     Tracing(tracing_cmd::TracingArgs),
+    /// Aerosol surveillance: airborne-infection risk (box model) and the evaluation of the
+    /// ventilation-failure / particle-spike detectors on simulated rooms.
+    Aerosol(aerosol_cmd::AerosolArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -196,6 +200,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Devnet(args) => devnet::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Load(args) => load::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Tracing(args) => tracing_cmd::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Aerosol(args) => aerosol_cmd::run(&args),
         Command::Bench {
             which: BenchCommand::Execution(args),
         } => {

@@ -10,6 +10,7 @@
 )]
 
 mod bench_matching;
+mod aerosol;
 mod bench_contacts;
 mod common;
 mod devnet;
