@@ -18,4 +18,5 @@ mod end_to_end;
 mod faults;
 mod gaen_export;
 mod offline;
+mod origin;
 mod tracing;
