@@ -14,6 +14,7 @@ mod bench_matching;
 mod children;
 mod demo;
 mod devnet;
+mod distance_cmd;
 mod init;
 mod inspect;
 mod keys;

@@ -31,6 +31,9 @@ enum TracingCommand {
         #[arg(long)]
         metadata: Option<String>,
     },
+    /// Score the BLE distance service (learned model vs GAEN attenuation threshold vs
+    /// path-loss inversion) with NIST TC4TL's nDCF at 1.8 m on held-out device models.
+    DistanceEval(crate::distance_cmd::DistanceEvalArgs),
     /// GAEN key export files (a zip of export.bin + export.sig): inspect, build, keygen.
     Export {
         #[command(subcommand)]
@@ -104,6 +107,7 @@ pub fn run(args: &TracingArgs) -> anyhow::Result<()> {
             interval,
             metadata,
         } => derive(tek, *interval, metadata.as_deref()),
+        TracingCommand::DistanceEval(args) => crate::distance_cmd::run(args),
         TracingCommand::Export { command } => match command {
             ExportCommand::Inspect {
                 file,

@@ -9,11 +9,12 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
-mod bench_matching;
 mod aerosol;
 mod bench_contacts;
+mod bench_matching;
 mod common;
 mod devnet;
+mod distance;
 mod end_to_end;
 mod faults;
 mod gaen_export;

@@ -160,10 +160,10 @@ pub struct ModelParams {
 impl Default for ModelParams {
     fn default() -> Self {
         ModelParams {
-            n_trees: 60,
-            max_depth: 12,
-            min_samples_leaf: 5,
-            features_per_split: Some(5),
+            n_trees: 100,
+            max_depth: 8,
+            min_samples_leaf: 40,
+            features_per_split: Some(3),
             close_threshold_m: eval::CLOSE_THRESHOLD_M,
         }
     }
