@@ -24,6 +24,9 @@
 //!   devices' diagnosis keys to the ledger, matches released keys against the stored
 //!   encounters, publishes exposure notices and pushes them to devices over MQTT; any node
 //!   with `[tracing]` serves signed GAEN exports (`GET /v1/tracing/exports/{day}.zip`).
+//! - [`devsim`]: simulated phones (GAEN broadcaster, sighting log, signing identity, MQTT
+//!   client) driven by a caller's clock and seeded RNG, for `trustedge tracing simulate`
+//!   and tests.
 //! - [`client`]: a typed client of the API, for the CLI, followers and tests.
 //! - [`node`]: [`run_node`] / [`start_node`] put it together.
 //!
@@ -37,6 +40,7 @@ pub mod api;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod devsim;
 pub mod edge_store;
 mod error;
 pub mod follower;

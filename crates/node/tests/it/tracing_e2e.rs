@@ -9,24 +9,20 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use rand_chacha::ChaCha8Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::SeedableRng;
 use trustedge_contracts::diagnosis::VerificationCertificate;
 use trustedge_contracts::genesis::{GenesisMember, GenesisOrg};
-use trustedge_device::DeviceIdentity;
-use trustedge_distance::channel::{DEVICE_MODELS, LinkContext, sample_rssi};
+use trustedge_distance::channel::{DEVICE_MODELS, LinkContext};
 use trustedge_edge::exposure::{DeviceLink, EngineConfig, ExposureEngine};
 use trustedge_execution::{OrgKind, Role as MemberRole};
-use trustedge_node::mqtt::{DeviceClient, DeviceClientOptions, MqttConfig};
-use trustedge_node::tracing_worker::{
-    TracingConfig, encode_diagnosis, parse_notice, parse_relay_outcome,
-};
+use trustedge_node::devsim::{Heard, Population, SimPhone};
+use trustedge_node::mqtt::{DeviceClientOptions, MqttConfig};
+use trustedge_node::tracing_worker::{TracingConfig, parse_notice, parse_relay_outcome};
 use trustedge_node::{NodeOptions, Role, save_key, start_node};
 use trustedge_store::EventFilter;
-use trustedge_tracing::broadcast::Broadcaster;
-use trustedge_tracing::matching::{DEFAULT_SKEW_S, match_keys, match_notices};
-use trustedge_tracing::sightings::{Sighting, SightingFilter, SightingLog};
-use trustedge_tracing::upload::{READING_KIND, uploads_by_own_rpi};
-use trustedge_tracing::{ReportType, Rpi};
+use trustedge_tracing::ReportType;
+use trustedge_tracing::matching::{DEFAULT_SKEW_S, match_keys};
+use trustedge_tracing::upload::uploads_by_own_rpi;
 use trustedge_types::{Address, Keypair};
 
 use crate::common::{
@@ -74,12 +70,6 @@ fn distance(i: usize, j: usize, m: u64) -> Option<f64> {
         (Kind::Other, Kind::Other) => (20..60).contains(&m).then_some(0.8),
         _ => None,
     }
-}
-
-fn rnd(rng: &mut ChaCha8Rng) -> [u8; 32] {
-    let mut r = [0u8; 32];
-    rng.fill_bytes(&mut r);
-    r
 }
 
 fn tracing_config() -> TracingConfig {
@@ -184,85 +174,45 @@ async fn close_contacts_of_a_confirmed_case_are_notified_and_nothing_links_pseud
     let minutes = 120u64;
     let mut rng = ChaCha8Rng::seed_from_u64(42);
     let models: Vec<_> = (0..n).map(|i| DEVICE_MODELS[i % 12]).collect();
-    let mut broadcasters: Vec<Broadcaster> = models
-        .iter()
-        .map(|m| Broadcaster::new(m.tx_power_dbm as i8))
-        .collect();
-    let mut logs: Vec<SightingLog> = (0..n)
-        .map(|_| SightingLog::new(SightingFilter::default()).unwrap())
-        .collect();
-    let contexts: HashMap<(usize, usize), LinkContext> = (0..n)
-        .flat_map(|i| (0..n).map(move |j| (i, j)))
-        .filter(|(i, j)| i != j)
-        .map(|(i, j)| {
-            let mut r = ChaCha8Rng::seed_from_u64((i * 100 + j) as u64);
-            // Everyone meets in one open-plan office; carry, body and orientation vary.
-            let mut ctx = LinkContext::random(models[j], models[i], &mut r);
-            ctx.environment = trustedge_distance::channel::Environment::Office;
-            ((i, j), ctx)
+    let phones = (0..n)
+        .map(|i| {
+            SimPhone::new(i, device_keys[i].clone(), models[i], format!("tok-{i}-x9")).unwrap()
         })
         .collect();
+    let mut population = Population::new(phones);
+    // Everyone meets in one open-plan office; carry, body and orientation vary.
+    let link = |i: usize, j: usize| {
+        let mut r = ChaCha8Rng::seed_from_u64((i * 100 + j) as u64);
+        let mut ctx = LinkContext::random(models[j], models[i], &mut r);
+        ctx.environment = trustedge_distance::channel::Environment::Office;
+        ctx
+    };
     for m in 0..minutes {
         let t = t0 + 60 * m;
-        let ads: Vec<_> = broadcasters
-            .iter_mut()
-            .map(|b| b.advertise(t, rnd(&mut rng)).unwrap())
+        // Receiver i hears transmitter j.
+        let heard: Vec<Heard> = (0..n)
+            .flat_map(|i| (0..n).map(move |j| (i, j)))
+            .filter(|(i, j)| i != j)
+            .filter_map(|(rx, tx)| {
+                distance(rx, tx, m).map(|distance_m| Heard { rx, tx, distance_m })
+            })
             .collect();
-        for i in 0..n {
-            for j in 0..n {
-                let Some(d) = (i != j).then(|| distance(i, j, m)).flatten() else {
-                    continue;
-                };
-                // Receiver i hears transmitter j.
-                let rssi = sample_rssi(d, &contexts[&(i, j)], &mut rng);
-                let _ = logs[i].record(
-                    Sighting {
-                        rpi: ads[j].rpi,
-                        aem: ads[j].aem,
-                        rssi_dbm: rssi,
-                        time_s: t,
-                    },
-                    t,
-                );
-            }
-        }
+        population.step(t, &heard, link, &mut rng).unwrap();
     }
     let t_end = t0 + 60 * minutes;
+    let phones = &mut population.phones;
 
     // Devices connect and upload their encounters, one upload per own RPI.
-    let mut identities: Vec<DeviceIdentity> = device_keys
-        .iter()
-        .map(|dk| DeviceIdentity::new(dk.clone(), 0))
-        .collect();
     let options = DeviceClientOptions {
         notice_queue: 4096,
         ..DeviceClientOptions::default()
     };
-    let mut clients = Vec::new();
-    for i in 0..n {
-        clients.push(
-            DeviceClient::connect(addr, &format!("tok-{i}-x9"), options.clone())
-                .await
-                .unwrap(),
-        );
+    for p in phones.iter_mut() {
+        p.connect(addr, options.clone()).await.unwrap();
     }
     let mut uploads_total = 0u64;
-    for i in 0..n {
-        let uploads = uploads_by_own_rpi(
-            broadcasters[i].log(),
-            logs[i].encounters(t_end),
-            models[i].name,
-            models[i].tx_power_dbm as i8,
-        )
-        .unwrap();
-        for u in uploads {
-            let r = identities[i]
-                .sign_reading(t_end * 1000, READING_KIND, u.to_bytes().unwrap())
-                .unwrap();
-            let ack = clients[i].publish_reading(&r).await.unwrap();
-            assert!(ack.accepted, "{ack:?}");
-            uploads_total += 1;
-        }
+    for p in phones.iter_mut() {
+        uploads_total += p.upload_encounters(t_end, t_end * 1000).await.unwrap() as u64;
     }
     let deadline = Instant::now() + WAIT;
     while edge.metrics().tracing.uploads_held.get() < uploads_total {
@@ -274,9 +224,7 @@ async fn close_contacts_of_a_confirmed_case_are_notified_and_nothing_links_pseud
     }
 
     // The case is confirmed: the lab's certificate, the device's upload, relayed.
-    let case_keys = broadcasters[0]
-        .diagnosis_keys(t_end, ReportType::ConfirmedTest, None)
-        .unwrap();
+    let case_keys = phones[0].diagnosis_keys(t_end).unwrap();
     assert_eq!(case_keys.len(), 1);
     let cert = VerificationCertificate::issue(
         &lab,
@@ -288,16 +236,11 @@ async fn close_contacts_of_a_confirmed_case_are_notified_and_nothing_links_pseud
         3600,
     );
     let upload_id = trustedge_contracts::diagnosis::keys_digest(&case_keys);
-    let reading = identities[0]
-        .sign_reading(
-            now_s * 1000,
-            "diagnosis",
-            encode_diagnosis(case_keys.clone(), cert),
-        )
+    let reading = phones[0]
+        .diagnosis_reading(case_keys.clone(), cert, now_s * 1000)
         .unwrap();
     let confirmed_at = Instant::now();
-    let ack = clients[0].publish_reading(&reading).await.unwrap();
-    assert!(ack.accepted, "{ack:?}");
+    phones[0].publish(&reading).await.unwrap();
 
     // Exposed devices get their notices over MQTT and match them against what they broadcast.
     let mut shared: Vec<(String, Vec<u8>)> = Vec::new();
@@ -307,20 +250,20 @@ async fn close_contacts_of_a_confirmed_case_are_notified_and_nothing_links_pseud
     let deadline = Instant::now() + WAIT;
     while latency_ms.len() < expected.len() && Instant::now() < deadline {
         for i in 0..n {
-            while let Some(msg) = clients[i].next_notice(Duration::from_millis(5)).await {
+            let phone = &mut phones[i];
+            while let Some(msg) = phone.next_notice(Duration::from_millis(5)).await.unwrap() {
                 if i == 0 {
                     shared.push((msg.topic.clone(), msg.payload.clone()));
                 }
                 if let Some(o) = parse_relay_outcome(&msg.topic, &msg.payload) {
                     relay = Some(o);
                 }
-                if let Some(nm) = parse_notice(&msg.topic, &msg.payload) {
-                    let rpi = Rpi(hex::decode(&nm.rpi).unwrap().try_into().unwrap());
-                    if !match_notices(broadcasters[i].log(), &[rpi]).is_empty() {
-                        latency_ms
-                            .entry(i)
-                            .or_insert(confirmed_at.elapsed().as_millis());
-                    }
+                if let Some(nm) = parse_notice(&msg.topic, &msg.payload)
+                    && phone.is_mine(&nm)
+                {
+                    latency_ms
+                        .entry(i)
+                        .or_insert(confirmed_at.elapsed().as_millis());
                 }
             }
         }
@@ -329,15 +272,14 @@ async fn close_contacts_of_a_confirmed_case_are_notified_and_nothing_links_pseud
     assert!(relay.accepted && relay.upload_id == upload_id, "{relay:?}");
     // Late notices for anyone else would show up now.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    for i in 0..n {
-        while let Some(msg) = clients[i].next_notice(Duration::from_millis(5)).await {
-            if let Some(nm) = parse_notice(&msg.topic, &msg.payload) {
-                let rpi = Rpi(hex::decode(&nm.rpi).unwrap().try_into().unwrap());
-                if !match_notices(broadcasters[i].log(), &[rpi]).is_empty() {
-                    latency_ms
-                        .entry(i)
-                        .or_insert(confirmed_at.elapsed().as_millis());
-                }
+    for (i, phone) in phones.iter_mut().enumerate() {
+        while let Some(msg) = phone.next_notice(Duration::from_millis(5)).await.unwrap() {
+            if let Some(nm) = parse_notice(&msg.topic, &msg.payload)
+                && phone.is_mine(&nm)
+            {
+                latency_ms
+                    .entry(i)
+                    .or_insert(confirmed_at.elapsed().as_millis());
             }
         }
     }
@@ -390,7 +332,7 @@ async fn close_contacts_of_a_confirmed_case_are_notified_and_nothing_links_pseud
     let scorer = tracing_config().scorer().unwrap();
     let mut gaen_exposed = BTreeSet::new();
     for i in 1..n {
-        let (_, index) = logs[i].index(t_end);
+        let (_, index) = phones[i].sightings.index(t_end);
         let heard = match_keys(&parsed.keys, &index, DEFAULT_SKEW_S);
         // Near and short contacts heard the case; others did not (far ones may have).
         match KINDS[i] {
@@ -401,8 +343,8 @@ async fn close_contacts_of_a_confirmed_case_are_notified_and_nothing_links_pseud
         // The device scores its own log as the edge would.
         let mut own = ExposureEngine::new(EngineConfig::default()).unwrap();
         for u in uploads_by_own_rpi(
-            broadcasters[i].log(),
-            logs[i].encounters(t_end),
+            phones[i].broadcaster.log(),
+            phones[i].sightings.encounters(t_end),
             models[i].name,
             models[i].tx_power_dbm as i8,
         )
@@ -422,12 +364,17 @@ async fn close_contacts_of_a_confirmed_case_are_notified_and_nothing_links_pseud
 
     // Privacy: every artefact on the ledger and shared by the edge.
     let mut owner: HashMap<[u8; 16], usize> = HashMap::new();
-    for (i, b) in broadcasters.iter().enumerate().skip(1) {
-        for r in b.log().records() {
+    for (i, p) in phones.iter().enumerate().skip(1) {
+        for r in p.broadcaster.log().records() {
             owner.insert(r.rpi.0, i);
         }
     }
-    let case_rpis: BTreeSet<[u8; 16]> = broadcasters[0].log().records().map(|r| r.rpi.0).collect();
+    let case_rpis: BTreeSet<[u8; 16]> = phones[0]
+        .broadcaster
+        .log()
+        .records()
+        .map(|r| r.rpi.0)
+        .collect();
     let mut device_marks: Vec<Vec<u8>> = Vec::new();
     let mut device_texts: Vec<String> = Vec::new();
     for dk in &device_keys {
@@ -541,8 +488,10 @@ async fn close_contacts_of_a_confirmed_case_are_notified_and_nothing_links_pseud
         assert_eq!(KINDS[owner[&rpi]], Kind::Near);
     }
 
-    for c in clients {
-        c.disconnect().await;
+    for p in phones.iter_mut() {
+        if let Some(c) = p.take_client() {
+            c.disconnect().await;
+        }
     }
     edge.shutdown().await.unwrap();
     validator.stop().await;
