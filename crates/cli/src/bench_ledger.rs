@@ -156,6 +156,7 @@ async fn measure(args: &LedgerArgs) -> anyhow::Result<Figures> {
         base_port,
         health_authorities: None,
         light_edges: false,
+        tracing_edges: false,
     })?;
     if let Some(ms) = args.block_time_ms {
         for n in &net.nodes {

@@ -499,6 +499,7 @@ fn prepare(args: &DevnetArgs) -> anyhow::Result<Network> {
         base_port: args.base_port,
         health_authorities: None,
         light_edges: args.light_edges,
+        tracing_edges: false,
     })
 }
 

@@ -7,6 +7,12 @@
 //! DIR/validator-0/{config.toml, key.json, genesis.json}
 //! DIR/edge-0/…   DIR/cloud-0/…
 //! ```
+//!
+//! With `--tracing-edges`, each edge also gets `[mqtt]` (a broker on the port after the
+//! API and p2p ports) and `[tracing]` signing with its own `tracing-key.json` (an Operator
+//! of the edge operator, so relays and notices never share nonces with the anchoring
+//! loop, which signs with `key.json`), and the laboratory gets a Clinician whose key,
+//! `DIR/keys/laboratory-1-clinician.json`, issues verification certificates.
 
 use std::path::{Path, PathBuf};
 
@@ -53,6 +59,12 @@ pub const FOUNDING_ORGS: &[(&str, &str, OrgKind)] = &[
 
 /// Id of the organisation whose operators the edge nodes' keys are.
 pub const EDGE_OPERATOR_ORG: &str = "edge-operator-1";
+/// Id of the laboratory whose clinician issues verification certificates.
+pub const LABORATORY_ORG: &str = "laboratory-1";
+/// File, in `DIR/keys`, of the laboratory clinician's key (with `--tracing-edges`).
+pub const LAB_CLINICIAN_KEY_FILE: &str = "laboratory-1-clinician.json";
+/// File, in an edge's home, of its tracing key (with `--tracing-edges`).
+pub const TRACING_KEY_FILE: &str = "tracing-key.json";
 
 /// Arguments of `trustedge init`.
 #[derive(Args, Debug, Clone)]
@@ -85,6 +97,11 @@ pub struct InitArgs {
     /// blocks), which a light node does not serve.
     #[arg(long)]
     pub light_edges: bool,
+    /// Make the edge nodes trace contacts: an MQTT broker (`[mqtt]`, on the ports after
+    /// the API and p2p ports) and `[tracing]` with its own key, an Operator of the edge
+    /// operator; and give the laboratory a Clinician key that issues certificates.
+    #[arg(long)]
+    pub tracing_edges: bool,
 }
 
 /// One node of the layout.
@@ -100,6 +117,8 @@ pub struct NodeHome {
     pub url: String,
     /// Its key.
     pub key: Keypair,
+    /// Its `[tracing]` key (tracing edges only).
+    pub tracing_key: Option<Keypair>,
 }
 
 /// What `init` created.
@@ -161,12 +180,17 @@ impl Network {
                 .as_ref()
                 .map(|p| NodeConfig::resolve(&dir, p))
                 .unwrap_or_else(|| dir.join("key.json"));
+            let tracing_key = match config.tracing.as_ref().and_then(|t| t.key_path.as_ref()) {
+                Some(p) => Some(keys::load(&NodeConfig::resolve(&dir, p))?),
+                None => None,
+            };
             nodes.push(NodeHome {
                 name: config.name.clone(),
                 role: config.role,
                 home: dir,
                 url: config.api_url.clone(),
                 key: keys::load(&key_path)?,
+                tracing_key,
             });
         }
         // Validators first, then edges, then clouds, as `create` orders them.
@@ -225,6 +249,15 @@ fn print_summary(args: &InitArgs, net: &Network) {
             n.home.display()
         );
     }
+    if args.tracing_edges {
+        println!(
+            "  tracing: edges run [mqtt] and [tracing] (own tracing-key.json); lab clinician key {}",
+            args.home
+                .join("keys")
+                .join(LAB_CLINICIAN_KEY_FILE)
+                .display()
+        );
+    }
     if let Some(first) = net.nodes.first() {
         println!(
             "start a node with: trustedge node --home {}",
@@ -247,6 +280,11 @@ pub fn create(args: &InitArgs) -> anyhow::Result<Network> {
             anyhow::bail!("--{what} {n} is more than the {MAX_NODES_PER_KIND} init lays out");
         }
     }
+    if args.tracing_edges && args.light_edges {
+        anyhow::bail!(
+            "--tracing-edges needs full edges (an MQTT edge keeps a replica): drop --light-edges"
+        );
+    }
     let n_ha = args
         .health_authorities
         .unwrap_or(args.validators.min(MAX_HEALTH_AUTHORITIES));
@@ -263,7 +301,8 @@ pub fn create(args: &InitArgs) -> anyhow::Result<Network> {
     } else {
         0
     };
-    let total_ports = total_nodes + p2p_ports;
+    let mqtt_ports = if args.tracing_edges { args.edges } else { 0 };
+    let total_ports = total_nodes + p2p_ports + mqtt_ports;
     let last_port = u32::from(args.base_port) + total_ports as u32 - 1;
     if args.base_port == 0 || last_port > u32::from(u16::MAX) {
         anyhow::bail!(
@@ -296,11 +335,13 @@ pub fn create(args: &InitArgs) -> anyhow::Result<Network> {
                 name,
                 role,
                 key: keys::generate(),
+                tracing_key: (args.tracing_edges && role == NodeRole::Edge).then(keys::generate),
             });
             port = port.saturating_add(1);
         }
     }
 
+    let lab_clinician = keys::generate();
     let mut orgs = Vec::new();
     let mut org_admins = Vec::new();
     let mut add_org = |id: String, name: String, kind: OrgKind, extra: Vec<GenesisMember>| {
@@ -331,11 +372,17 @@ pub fn create(args: &InitArgs) -> anyhow::Result<Network> {
             nodes
                 .iter()
                 .filter(|n| n.role == NodeRole::Edge)
-                .map(|n| GenesisMember {
-                    public_key: n.key.public(),
+                .flat_map(|n| std::iter::once(&n.key).chain(n.tracing_key.as_ref()))
+                .map(|k| GenesisMember {
+                    public_key: k.public(),
                     role: Role::Operator,
                 })
                 .collect()
+        } else if *id == LABORATORY_ORG && args.tracing_edges {
+            vec![GenesisMember {
+                public_key: lab_clinician.public(),
+                role: Role::Clinician,
+            }]
         } else {
             Vec::new()
         };
@@ -376,6 +423,12 @@ pub fn create(args: &InitArgs) -> anyhow::Result<Network> {
             key,
         )?;
     }
+    if args.tracing_edges {
+        keys::save(
+            &args.home.join("keys").join(LAB_CLINICIAN_KEY_FILE),
+            &lab_clinician,
+        )?;
+    }
     write_new(&args.home.join(MARKER_FILE), b"created by trustedge init\n")?;
     let upstream = nodes.first().map(|n| n.url.clone()).unwrap_or_default();
     // Validator `i` (validators come first) listens for consensus on the `i`-th port after
@@ -386,6 +439,7 @@ pub fn create(args: &InitArgs) -> anyhow::Result<Network> {
             usize::from(args.base_port) + total_nodes + i
         )
     };
+    let mut mqtt_port = usize::from(args.base_port) + total_nodes + p2p_ports;
     for (i, n) in nodes.iter().enumerate() {
         std::fs::create_dir_all(&n.home)
             .with_context(|| format!("cannot create {}", n.home.display()))?;
@@ -416,7 +470,15 @@ pub fn create(args: &InitArgs) -> anyhow::Result<Network> {
                 .collect();
             (p2p_addr(i), peers)
         });
-        write_config(n, upstream, gossip_peers, args.light_edges, p2p)?;
+        let mqtt = match &n.tracing_key {
+            Some(k) => {
+                keys::save(&n.home.join(TRACING_KEY_FILE), k)?;
+                mqtt_port += 1;
+                Some(format!("127.0.0.1:{}", mqtt_port - 1))
+            }
+            None => None,
+        };
+        write_config(n, upstream, gossip_peers, args.light_edges, p2p, mqtt)?;
     }
     Ok(Network {
         genesis,
@@ -431,6 +493,7 @@ fn write_config(
     gossip_peers: Vec<String>,
     light_edges: bool,
     p2p: Option<(String, Vec<String>)>,
+    mqtt_listen: Option<String>,
 ) -> anyhow::Result<()> {
     let listen = n.url.trim_start_matches("http://");
     let mut config = NodeConfig::new(&n.name, n.role, listen, &n.url);
@@ -441,6 +504,13 @@ fn write_config(
     if let Some((listen, peers)) = p2p {
         config.consensus.p2p_listen = listen;
         config.consensus.persistent_peers = peers;
+    }
+    if let Some(listen) = mqtt_listen {
+        config.mqtt = Some(trustedge_node::mqtt::MqttConfig::new(&listen));
+        config.tracing = Some(trustedge_node::tracing_worker::TracingConfig {
+            key_path: Some(PathBuf::from(TRACING_KEY_FILE)),
+            ..Default::default()
+        });
     }
     if n.home.join(trustedge_node::config::CONFIG_FILE).exists() {
         anyhow::bail!(

@@ -1096,6 +1096,14 @@ pub async fn start_worker(
         .as_ref()
         .or(node.key_path.as_ref())
         .ok_or_else(|| crate::NodeError::Role("[tracing] needs a key (key_path)".into()))?;
+    if config.key_path.is_none() {
+        // The anchoring loop signs with the node key too; each reads the last nonce from
+        // the ledger on its own, so their transactions may take the same nonce.
+        tracing::warn!(
+            "[tracing] signs with the node key, as anchoring does: their nonces may collide; \
+             give [tracing] its own key_path (`trustedge init --tracing-edges` does)"
+        );
+    }
     let key = crate::load_key(&crate::NodeConfig::resolve(home, key_path))?;
     let c = config.clone();
     let started = Instant::now();

@@ -276,6 +276,7 @@ fn prepare(args: &DemoArgs) -> anyhow::Result<(PathBuf, Network)> {
         // The demo submits through the edge and reads its nonces, transactions and blocks:
         // the edge must be a full replica.
         light_edges: false,
+        tracing_edges: false,
     };
     let net = init::create(&init_args)?;
     eprintln!(
