@@ -23,6 +23,7 @@ mod loadgen;
 mod origin_cmd;
 mod remote;
 mod tracing_cmd;
+mod tracing_sim;
 mod tx;
 
 use std::path::PathBuf;

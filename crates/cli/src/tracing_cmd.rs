@@ -34,6 +34,10 @@ enum TracingCommand {
     /// Score the BLE distance service (learned model vs GAEN attenuation threshold vs
     /// path-loss inversion) with NIST TC4TL's nDCF at 1.8 m on held-out device models.
     DistanceEval(crate::distance_cmd::DistanceEvalArgs),
+    /// Contact tracing end to end on loopback: a validator and a tracing edge in this
+    /// process, N simulated phones over MQTT playing a seeded day, a confirmed case relayed;
+    /// prints precision/recall of the notices, their latency and pure-GAEN agreement.
+    Simulate(crate::tracing_sim::SimulateArgs),
     /// GAEN key export files (a zip of export.bin + export.sig): inspect, build, keygen.
     Export {
         #[command(subcommand)]
@@ -108,6 +112,10 @@ pub fn run(args: &TracingArgs) -> anyhow::Result<()> {
             metadata,
         } => derive(tek, *interval, metadata.as_deref()),
         TracingCommand::DistanceEval(args) => crate::distance_cmd::run(args),
+        // Async inside the CLI's multi-thread runtime: this thread blocks, others run it.
+        TracingCommand::Simulate(args) => tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(crate::tracing_sim::run(args))
+        }),
         TracingCommand::Export { command } => match command {
             ExportCommand::Inspect {
                 file,
