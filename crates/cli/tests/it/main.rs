@@ -21,3 +21,4 @@ mod gaen_export;
 mod offline;
 mod origin;
 mod tracing;
+mod tracing_sim;
