@@ -35,11 +35,19 @@ impl City {
     pub fn generate(cfg: &CityConfig, seed: u64) -> Result<City, CityError> {
         cfg.validate()?;
         if cfg.ble_range_m < cfg.rule_max_distance_m {
-            return Err(CityError::InvalidConfig("ble_range_m must be >= rule_max_distance_m"));
+            return Err(CityError::InvalidConfig(
+                "ble_range_m must be >= rule_max_distance_m",
+            ));
         }
         let pop = Population::build(cfg, seed);
         let n = pop.people.len();
-        let mut city = City { cfg: cfg.clone(), seed, pop, truth: Truth::default(), epi_idx: vec![NONE; n] };
+        let mut city = City {
+            cfg: cfg.clone(),
+            seed,
+            pop,
+            truth: Truth::default(),
+            epi_idx: vec![NONE; n],
+        };
         // index cases
         let mut rng = stream(seed, tag::SEEDS, 0, 0);
         let mut seeds: Vec<PersonId> = Vec::new();
@@ -113,7 +121,9 @@ impl City {
 
     /// Everyone's visits and stints of `day` (regenerated from the seed).
     pub fn day_plan(&self, day: u32) -> DayPlan {
-        DayPlan::build(&self.pop, &self.cfg, self.seed, day, |p| self.isolated(p, day))
+        DayPlan::build(&self.pop, &self.cfg, self.seed, day, |p| {
+            self.isolated(p, day)
+        })
     }
 
     /// The BLE encounter pieces of a day plan: app users within BLE range, split at hour
@@ -127,11 +137,22 @@ impl City {
                 if !(pa.app && pb.app) || d > self.cfg.ble_range_m {
                     return;
                 }
-                let (x, y) = if a.person < b.person { (a.person, b.person) } else { (b.person, a.person) };
+                let (x, y) = if a.person < b.person {
+                    (a.person, b.person)
+                } else {
+                    (b.person, a.person)
+                };
                 let mut t = s;
                 while t < e {
                     let until = e.min((t / 3600 + 1) * 3600);
-                    out.push(EncounterPiece { a: x, b: y, room: *room, start_s: t, end_s: until, distance_m: d as f32 });
+                    out.push(EncounterPiece {
+                        a: x,
+                        b: y,
+                        room: *room,
+                        start_s: t,
+                        end_s: until,
+                        distance_m: d as f32,
+                    });
                     t = until;
                 }
             });
@@ -153,8 +174,10 @@ impl City {
             let i = idx[q.0 as usize];
             if i == NONE { None } else { epi.get(i as usize) }
         };
-        let infectious_today =
-            |q: PersonId| get(q).is_some_and(|e| e.infectious_from_s < day_end && e.infectious_until_s > day_start);
+        let infectious_today = |q: PersonId| {
+            get(q)
+                .is_some_and(|e| e.infectious_from_s < day_end && e.infectious_until_s > day_start)
+        };
         let mut pairs: FxHashMap<u64, u32> = FxHashMap::default();
         let mut candidates: Vec<Infection> = Vec::new();
         let mut rng = stream(self.seed, tag::EPI_DAY, u64::from(day), 0);
@@ -175,7 +198,9 @@ impl City {
                     return;
                 }
                 for (i, j) in [(a.person, b.person), (b.person, a.person)] {
-                    let (Some(ei), None) = (get(i), get(j)) else { continue };
+                    let (Some(ei), None) = (get(i), get(j)) else {
+                        continue;
+                    };
                     let from = s.max(ei.infectious_from_s);
                     let to = e.min(ei.infectious_until_s);
                     if from >= to {
@@ -188,7 +213,10 @@ impl City {
                         candidates.push(Infection {
                             person: j,
                             infector: Some(i),
-                            route: Route::Contact { room: *room_id, distance_m: d as f32 },
+                            route: Route::Contact {
+                                room: *room_id,
+                                distance_m: d as f32,
+                            },
                             time_s: t,
                         });
                     }
@@ -236,7 +264,8 @@ impl City {
                     }
                     occ += ov;
                     if let Some(e) = get(s.person) {
-                        let wi = infectiousness(p, e, s.start_s.max(w0) + ov / 2) * ov as f64 / ws as f64;
+                        let wi = infectiousness(p, e, s.start_s.max(w0) + ov / 2) * ov as f64
+                            / ws as f64;
                         if wi > 0.0 {
                             inf_present += 1;
                             emission += p.quanta_per_h * wi;
@@ -257,7 +286,8 @@ impl City {
                         end_s: w1,
                         mean_occupancy: (occ as f64 / ws as f64) as f32,
                         conditional_probability: cond as f32,
-                        actual_probability: (-(-(mean * p.breathing_m3_per_h * dh)).exp_m1()) as f32,
+                        actual_probability: (-(-(mean * p.breathing_m3_per_h * dh)).exp_m1())
+                            as f32,
                         infectious_present: inf_present,
                     });
                 }
@@ -267,7 +297,9 @@ impl City {
                 let Some((_, infector)) = top.or_else(|| {
                     // lingering aerosol: attribute to the day's most infectious occupant
                     st.iter()
-                        .filter_map(|s| get(s.person).map(|e| (infectiousness(p, e, s.start_s), s.person)))
+                        .filter_map(|s| {
+                            get(s.person).map(|e| (infectiousness(p, e, s.start_s), s.person))
+                        })
                         .filter(|(w, _)| *w > 0.0)
                         .max_by(|a, b| a.0.total_cmp(&b.0))
                 }) else {
@@ -299,7 +331,12 @@ impl City {
                 }
                 if let Some((_, t, infector)) = chosen {
                     // the infector must have been infected before (always: infectious ≥ 1 day after)
-                    candidates.push(Infection { person, infector: Some(infector), route: Route::Room { room: *room_id }, time_s: t });
+                    candidates.push(Infection {
+                        person,
+                        infector: Some(infector),
+                        route: Route::Room { room: *room_id },
+                        time_s: t,
+                    });
                 }
             }
         }
@@ -315,7 +352,13 @@ impl City {
             }
             let minutes = secs as f64 / 60.0;
             if minutes >= cfg.rule_min_minutes && secs > 0 {
-                self.truth.close_contacts.push(CloseContact { day, a, b, minutes: minutes as f32, both_app });
+                self.truth.close_contacts.push(CloseContact {
+                    day,
+                    a,
+                    b,
+                    minutes: minutes as f32,
+                    both_app,
+                });
             }
         }
         self.truth.risk_windows.append(&mut windows);

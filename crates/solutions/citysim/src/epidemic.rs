@@ -26,22 +26,35 @@ use crate::truth::PersonEpi;
 use crate::{DAY_S, EpiParams, PersonId};
 
 /// Draws the course of an infection at `infected_s`.
-pub fn draw_course<R: RngCore + ?Sized>(p: &EpiParams, person: PersonId, infected_s: u64, rng: &mut R) -> PersonEpi {
+pub fn draw_course<R: RngCore + ?Sized>(
+    p: &EpiParams,
+    person: PersonId,
+    infected_s: u64,
+    rng: &mut R,
+) -> PersonEpi {
     let day = DAY_S as f64;
     let incubation = lognormal_mean(rng, p.incubation_mean_d, p.incubation_sigma) * day;
     let onset_s = infected_s + incubation.round() as u64;
     let from = (onset_s as f64 - p.presymptomatic_d * day).max(infected_s as f64 + day);
     let infectious_from_s = from.round() as u64;
-    let infectious_until_s = (onset_s + (p.infectious_after_onset_d * day).round() as u64).max(infectious_from_s + 3600);
+    let infectious_until_s =
+        (onset_s + (p.infectious_after_onset_d * day).round() as u64).max(infectious_from_s + 3600);
     let symptomatic = chance(rng, p.symptomatic_fraction);
     let tested_s = if symptomatic {
-        chance(rng, p.test_symptomatic)
-            .then(|| onset_s + (lognormal_mean(rng, p.onset_to_test_mean_d, 0.5) * day).round().max(3600.0) as u64)
+        chance(rng, p.test_symptomatic).then(|| {
+            onset_s
+                + (lognormal_mean(rng, p.onset_to_test_mean_d, 0.5) * day)
+                    .round()
+                    .max(3600.0) as u64
+        })
     } else {
         chance(rng, p.test_asymptomatic).then(|| infected_s + int(rng, 3 * DAY_S, 10 * DAY_S))
     };
-    let confirmed_s = tested_s
-        .map(|t| t + (lognormal_mean(rng, p.test_to_confirm_mean_d, 0.5) * day).round().max(6.0 * 3600.0) as u64);
+    let confirmed_s = tested_s.map(|t| {
+        t + (lognormal_mean(rng, p.test_to_confirm_mean_d, 0.5) * day)
+            .round()
+            .max(6.0 * 3600.0) as u64
+    });
     PersonEpi {
         person,
         infected_s,
@@ -61,7 +74,11 @@ pub fn infectiousness(p: &EpiParams, e: &PersonEpi, t_s: u64) -> f64 {
     }
     let tau = (t_s as f64 - e.onset_s as f64) / DAY_S as f64;
     let w = (-tau * tau / (2.0 * p.infectiousness_sigma_d * p.infectiousness_sigma_d)).exp();
-    if e.symptomatic { w } else { w * p.asymptomatic_infectiousness }
+    if e.symptomatic {
+        w
+    } else {
+        w * p.asymptomatic_infectiousness
+    }
 }
 
 /// Close-range dose over `minutes` at `distance_m` with relative infectiousness `w`.

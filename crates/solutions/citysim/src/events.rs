@@ -89,7 +89,9 @@ impl Event {
             Event::Encounter(e) => e.start_s,
             Event::Sightings(s) => s.samples.first().map_or(0, |x| x.0),
             Event::Air(a) => a.reading.t_s,
-            Event::Onset { time_s, .. } | Event::Tested { time_s, .. } | Event::Confirmed { time_s, .. } => *time_s,
+            Event::Onset { time_s, .. }
+            | Event::Tested { time_s, .. }
+            | Event::Confirmed { time_s, .. } => *time_s,
         }
     }
 
@@ -196,28 +198,60 @@ impl City {
         let mut clinical = Vec::new();
         for e in &self.truth().epi {
             if e.symptomatic {
-                clinical.push(Event::Onset { person: e.person, time_s: e.onset_s });
+                clinical.push(Event::Onset {
+                    person: e.person,
+                    time_s: e.onset_s,
+                });
             }
             if let Some(t) = e.tested_s {
-                clinical.push(Event::Tested { person: e.person, time_s: t });
+                clinical.push(Event::Tested {
+                    person: e.person,
+                    time_s: t,
+                });
             }
             if let Some(t) = e.confirmed_s {
-                clinical.push(Event::Confirmed { person: e.person, time_s: t });
+                clinical.push(Event::Confirmed {
+                    person: e.person,
+                    time_s: t,
+                });
             }
         }
         clinical.sort_by_key(|e| e.time_s());
         let sensors = self.population().rooms.iter().filter(|r| r.sensor).count();
-        Hours { city: self, hour: 0, day: None, air: vec![(OUTDOOR_CO2_PPM, 0.0); sensors], clinical, next_clinical: 0 }
+        Hours {
+            city: self,
+            hour: 0,
+            day: None,
+            air: vec![(OUTDOOR_CO2_PPM, 0.0); sensors],
+            clinical,
+            next_clinical: 0,
+        }
     }
 
     /// The RSSI samples `observer` (one side of `piece`) heard of the other side: true
     /// distance through [`trustedge_distance::channel::generate_session`] with a link
     /// context drawn per pair and piece (carry, body, orientation; the room's environment).
-    pub fn sightings(&self, piece: &EncounterPiece, observer: PersonId) -> Result<SightingBatch, CityError> {
-        let heard = if observer == piece.a { piece.b } else { piece.a };
+    pub fn sightings(
+        &self,
+        piece: &EncounterPiece,
+        observer: PersonId,
+    ) -> Result<SightingBatch, CityError> {
+        let heard = if observer == piece.a {
+            piece.b
+        } else {
+            piece.a
+        };
         let pop = self.population();
-        let (tx, rx) = (pop.person(heard).device_model(), pop.person(observer).device_model());
-        let mut rng = stream(self.seed(), tag::LINK, (u64::from(observer.0) << 32) | u64::from(heard.0), piece.start_s);
+        let (tx, rx) = (
+            pop.person(heard).device_model(),
+            pop.person(observer).device_model(),
+        );
+        let mut rng = stream(
+            self.seed(),
+            tag::LINK,
+            (u64::from(observer.0) << 32) | u64::from(heard.0),
+            piece.start_s,
+        );
         let mut ctx = LinkContext::random(tx, rx, &mut rng);
         ctx.environment = pop.room(piece.room).kind.environment();
         let interval = self.config().scan_interval_s;
@@ -228,8 +262,19 @@ impl City {
             adverts_per_scan: 1,
             ..SessionConfig::default()
         };
-        let samples = generate_session(f64::from(piece.distance_m), &ctx, &cfg, piece.start_s, &mut rng)?;
-        Ok(SightingBatch { observer, heard, room: piece.room, samples })
+        let samples = generate_session(
+            f64::from(piece.distance_m),
+            &ctx,
+            &cfg,
+            piece.start_s,
+            &mut rng,
+        )?;
+        Ok(SightingBatch {
+            observer,
+            heard,
+            room: piece.room,
+            samples,
+        })
     }
 
     /// Runs the whole stream and counts it.
@@ -266,7 +311,12 @@ impl Hours<'_> {
             }
             occupancy.push((*room, occ));
         }
-        DayState { plan, pieces, next_piece: 0, occupancy }
+        DayState {
+            plan,
+            pieces,
+            next_piece: 0,
+            occupancy,
+        }
     }
 
     fn next_hour(&mut self) -> Result<Option<Hour>, CityError> {
@@ -282,9 +332,16 @@ impl Hours<'_> {
         let start_s = cfg.start_s + u64::from(self.hour) * 3600;
         let end_s = start_s + 3600;
         let mut events = Vec::new();
-        let Some(state) = self.day.as_mut() else { return Ok(None) };
+        let Some(state) = self.day.as_mut() else {
+            return Ok(None);
+        };
         let pop = city.population();
-        for v in state.plan.visits.iter().filter(|v| v.start_s >= start_s && v.start_s < end_s) {
+        for v in state
+            .plan
+            .visits
+            .iter()
+            .filter(|v| v.start_s >= start_s && v.start_s < end_s)
+        {
             if pop.person(v.person).app && pop.room(v.room).kind != PlaceKind::Home {
                 events.push(Event::Visit(*v));
             }
@@ -312,21 +369,37 @@ impl Hours<'_> {
         for room in pop.rooms.iter().filter(|r| r.sensor) {
             let k = sensor_index;
             sensor_index += 1;
-            let occ = state.occupancy.iter().find(|(r, _)| *r == room.id).map(|(_, o)| o.as_slice());
-            let mut rng = stream(city.seed(), tag::AIR, u64::from(room.id.0), u64::from(self.hour));
-            let Some((co2, pm)) = self.air.get_mut(k) else { continue };
+            let occ = state
+                .occupancy
+                .iter()
+                .find(|(r, _)| *r == room.id)
+                .map(|(_, o)| o.as_slice());
+            let mut rng = stream(
+                city.seed(),
+                tag::AIR,
+                u64::from(room.id.0),
+                u64::from(self.hour),
+            );
+            let Some((co2, pm)) = self.air.get_mut(k) else {
+                continue;
+            };
             let mut t = start_s;
             while t < end_s {
                 let i = ((t - day_start) / step) as usize;
                 let n = occ.and_then(|o| o.get(i)).copied().unwrap_or(0);
                 let dt_h = step as f64 / 3600.0;
                 let ach = room.ach_per_h.max(0.05);
-                let css = OUTDOOR_CO2_PPM + f64::from(n) * CO2_GENERATION_M3_PER_H_PER_PERSON * 1e6 / (room.volume_m3 * ach);
+                let css = OUTDOOR_CO2_PPM
+                    + f64::from(n) * CO2_GENERATION_M3_PER_H_PER_PERSON * 1e6
+                        / (room.volume_m3 * ach);
                 *co2 = css + (*co2 - css) * (-ach * dt_h).exp();
                 // PM2.5 excess: cooking in restaurants at meal times, random spikes, decay
                 *pm *= (-(ach + 1.5) * dt_h).exp();
                 let hour_of_day = (t - day_start) / 3600;
-                if room.kind == PlaceKind::Restaurant && n > 0 && (hour_of_day == 12 || hour_of_day == 19) {
+                if room.kind == PlaceKind::Restaurant
+                    && n > 0
+                    && (hour_of_day == 12 || hour_of_day == 19)
+                {
                     *pm += range(&mut rng, 2.0, 8.0);
                 }
                 if chance(&mut rng, 0.002) {
@@ -340,7 +413,10 @@ impl Hours<'_> {
                     humidity_pct: (40.0 + 0.05 * f64::from(n) + normal(&mut rng)).clamp(0.0, 100.0),
                     occupancy: n,
                 };
-                events.push(Event::Air(AirReading { room: room.id, reading }));
+                events.push(Event::Air(AirReading {
+                    room: room.id,
+                    reading,
+                }));
                 t += step;
             }
         }
@@ -354,7 +430,11 @@ impl Hours<'_> {
             self.next_clinical += 1;
         }
         events.sort_by_key(Event::time_s);
-        let hour = Hour { index: self.hour, start_s, events };
+        let hour = Hour {
+            index: self.hour,
+            start_s,
+            events,
+        };
         self.hour += 1;
         Ok(Some(hour))
     }

@@ -40,7 +40,9 @@ pub use city::City;
 pub use events::{AirReading, Event, EventKind, Hour, Hours, SightingBatch, Summary};
 pub use plan::{EncounterPiece, Stint, Visit};
 pub use population::{Person, Place, PlaceKind, Population, Room};
-pub use truth::{CloseContact, Cluster, Infection, PersonEpi, RiskBasis, RiskWindowTruth, Route, Truth};
+pub use truth::{
+    CloseContact, Cluster, Infection, PersonEpi, RiskBasis, RiskWindowTruth, Route, Truth,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -133,7 +135,9 @@ impl CityConfig {
     pub fn validate(&self) -> Result<(), CityError> {
         let frac = |v: f64| (0.0..=1.0).contains(&v);
         if !(1..=1_000_000).contains(&self.population) {
-            return Err(CityError::InvalidConfig("population must be in 1..=1000000"));
+            return Err(CityError::InvalidConfig(
+                "population must be in 1..=1000000",
+            ));
         }
         if !(1..=60).contains(&self.days) {
             return Err(CityError::InvalidConfig("days must be in 1..=60"));
@@ -141,28 +145,43 @@ impl CityConfig {
         if self.start_s % DAY_S != 0 {
             return Err(CityError::InvalidConfig("start_s must be a UTC midnight"));
         }
-        if !frac(self.app_adoption) || !frac(self.bad_ventilation_fraction) || !frac(self.sensor_fraction) {
+        if !frac(self.app_adoption)
+            || !frac(self.bad_ventilation_fraction)
+            || !frac(self.sensor_fraction)
+        {
             return Err(CityError::InvalidConfig("fractions must be in [0, 1]"));
         }
         if self.seed_cases == 0 || self.seed_cases > self.population {
-            return Err(CityError::InvalidConfig("seed_cases must be in 1..=population"));
+            return Err(CityError::InvalidConfig(
+                "seed_cases must be in 1..=population",
+            ));
         }
         if !(self.ble_range_m > 0.0 && self.ble_range_m <= 100.0) {
             return Err(CityError::InvalidConfig("ble_range_m must be in (0, 100]"));
         }
         if !(12..=3600).contains(&self.scan_interval_s) {
-            return Err(CityError::InvalidConfig("scan_interval_s must be in 12..=3600"));
+            return Err(CityError::InvalidConfig(
+                "scan_interval_s must be in 12..=3600",
+            ));
         }
         for (v, what) in [
-            (self.air_step_s, "air_step_s must divide 3600 and be a multiple of 60"),
-            (self.window_s, "window_s must divide 3600 and be a multiple of 60"),
+            (
+                self.air_step_s,
+                "air_step_s must divide 3600 and be a multiple of 60",
+            ),
+            (
+                self.window_s,
+                "window_s must divide 3600 and be a multiple of 60",
+            ),
         ] {
             if v == 0 || 3600 % v != 0 || v % 60 != 0 {
                 return Err(CityError::InvalidConfig(what));
             }
         }
         if !(self.rule_min_minutes >= 0.0 && self.rule_max_distance_m > 0.0) {
-            return Err(CityError::InvalidConfig("rule must have minutes >= 0, distance > 0"));
+            return Err(CityError::InvalidConfig(
+                "rule must have minutes >= 0, distance > 0",
+            ));
         }
         self.epi.validate()
     }
@@ -268,7 +287,9 @@ impl EpiParams {
             self.test_asymptomatic,
         ];
         if fr.iter().any(|v| !(0.0..=1.0).contains(v)) {
-            return Err(CityError::InvalidConfig("epidemic fractions must be in [0, 1]"));
+            return Err(CityError::InvalidConfig(
+                "epidemic fractions must be in [0, 1]",
+            ));
         }
         Ok(())
     }

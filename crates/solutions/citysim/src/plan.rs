@@ -145,7 +145,12 @@ pub fn person_day(
 ) {
     let p = pop.person(person);
     let day_start = cfg.start_s + u64::from(day) * DAY_S;
-    let mut b = Builder { person, day_start, home: p.home, acts: Vec::new() };
+    let mut b = Builder {
+        person,
+        day_start,
+        home: p.home,
+        acts: Vec::new(),
+    };
     if isolated {
         b.finish(out);
         return;
@@ -171,7 +176,9 @@ pub fn person_day(
                     b.act(t, ride, bus);
                     t += ride;
                 }
-                let end = (t + 480 + int(&mut rng, 0, 90)).saturating_sub(30).min(1200);
+                let end = (t + 480 + int(&mut rng, 0, 90))
+                    .saturating_sub(30)
+                    .min(1200);
                 if chance(&mut rng, 0.15) {
                     let lunch = 720 + int(&mut rng, 0, 30);
                     if let Some(r) = pick(&mut rng, &pop.restaurants) {
@@ -226,7 +233,14 @@ pub fn person_day(
     b.finish(out);
 }
 
-fn errands(b: &mut Builder, rng: &mut rand_chacha::ChaCha8Rng, pop: &Population, shop: f64, lunch: f64, gym: f64) {
+fn errands(
+    b: &mut Builder,
+    rng: &mut rand_chacha::ChaCha8Rng,
+    pop: &Population,
+    shop: f64,
+    lunch: f64,
+    gym: f64,
+) {
     if chance(rng, shop) {
         if let Some(s) = pick(rng, &pop.shops) {
             b.act(540 + int(rng, 0, 480), int(rng, 15, 60), s);
@@ -247,7 +261,11 @@ fn errands(b: &mut Builder, rng: &mut rand_chacha::ChaCha8Rng, pop: &Population,
 fn seat_position(room: &Room, seat: u64, rng: &mut rand_chacha::ChaCha8Rng) -> (f64, f64) {
     match room.layout {
         Layout::Free => (range(rng, 0.0, room.width_m), range(rng, 0.0, room.depth_m)),
-        Layout::Tables { spacing_m, seats_per_table, seat_radius_m } => {
+        Layout::Tables {
+            spacing_m,
+            seats_per_table,
+            seat_radius_m,
+        } => {
             let cols = ((room.width_m / spacing_m).floor() as u64).max(1);
             let rows = ((room.depth_m / spacing_m).floor() as u64).max(1);
             let per = u64::from(seats_per_table.max(1));
@@ -266,7 +284,11 @@ fn seat_position(room: &Room, seat: u64, rng: &mut rand_chacha::ChaCha8Rng) -> (
 fn seats(room: &Room) -> u64 {
     match room.layout {
         Layout::Free => 1,
-        Layout::Tables { spacing_m, seats_per_table, .. } => {
+        Layout::Tables {
+            spacing_m,
+            seats_per_table,
+            ..
+        } => {
             let cols = ((room.width_m / spacing_m).floor() as u64).max(1);
             let rows = ((room.depth_m / spacing_m).floor() as u64).max(1);
             cols * rows * u64::from(seats_per_table.max(1))
@@ -290,7 +312,15 @@ pub fn stints_of(pop: &Population, seed: u64, v: &Visit, out: &mut Vec<Stint>) {
     while t < v.end_s {
         let len = int(&mut rng, lo, hi).saturating_mul(60);
         let end = t.saturating_add(len).min(v.end_s);
-        let seat = if own && chance(&mut rng, if room.kind == PlaceKind::School { 0.95 } else { 0.85 }) {
+        let seat = if own
+            && chance(
+                &mut rng,
+                if room.kind == PlaceKind::School {
+                    0.95
+                } else {
+                    0.85
+                },
+            ) {
             u64::from(person.seat)
         } else if own {
             int(&mut rng, 0, seats(room) - 1)
@@ -303,7 +333,14 @@ pub fn stints_of(pop: &Population, seed: u64, v: &Visit, out: &mut Vec<Stint>) {
             x += range(&mut rng, -0.15, 0.15);
             y += range(&mut rng, -0.15, 0.15);
         }
-        out.push(Stint { person: v.person, room: v.room, start_s: t, end_s: end, x: x as f32, y: y as f32 });
+        out.push(Stint {
+            person: v.person,
+            room: v.room,
+            start_s: t,
+            end_s: end,
+            x: x as f32,
+            y: y as f32,
+        });
         t = end;
     }
 }
@@ -337,7 +374,12 @@ impl DayPlan {
             rooms.push((room, i..j));
             i = j;
         }
-        DayPlan { day, visits, stints, rooms }
+        DayPlan {
+            day,
+            visits,
+            stints,
+            rooms,
+        }
     }
 
     /// Calls `f(a, b, start_s, end_s)` for every pair of overlapping stints of one room

@@ -141,13 +141,13 @@ impl Population {
         let mut rng = stream(seed, tag::POPULATION, 0, 0);
         let mut rooms: Vec<Room> = Vec::new();
         let add_room = |rooms: &mut Vec<Room>,
-                            rng: &mut rand_chacha::ChaCha8Rng,
-                            kind: PlaceKind,
-                            w: f64,
-                            d: f64,
-                            h: f64,
-                            ach: (f64, f64),
-                            layout: Layout| {
+                        rng: &mut rand_chacha::ChaCha8Rng,
+                        kind: PlaceKind,
+                        w: f64,
+                        d: f64,
+                        h: f64,
+                        ach: (f64, f64),
+                        layout: Layout| {
             let bad = chance(rng, cfg.bad_ventilation_fraction);
             let mut a = range(rng, ach.0, ach.1);
             if bad {
@@ -168,7 +168,11 @@ impl Population {
             });
             id
         };
-        let desk = Layout::Tables { spacing_m: 3.5, seats_per_table: 4, seat_radius_m: 0.8 };
+        let desk = Layout::Tables {
+            spacing_m: 3.5,
+            seats_per_table: 4,
+            seat_radius_m: 0.8,
+        };
         // households
         let n = cfg.population as usize;
         let mut people: Vec<Person> = Vec::with_capacity(n);
@@ -176,7 +180,16 @@ impl Population {
             let u = crate::rng::u01(&mut rng);
             let size = HOUSEHOLD_CDF.iter().position(|c| u < *c).unwrap_or(5) + 1;
             let w = range(&mut rng, 6.0, 10.0);
-            let home = add_room(&mut rooms, &mut rng, PlaceKind::Home, w, 7.0, 2.6, (0.3, 1.0), Layout::Free);
+            let home = add_room(
+                &mut rooms,
+                &mut rng,
+                PlaceKind::Home,
+                w,
+                7.0,
+                2.6,
+                (0.3, 1.0),
+                Layout::Free,
+            );
             for k in 0..size {
                 if people.len() >= n {
                     break;
@@ -190,7 +203,8 @@ impl Population {
                     seat: 0,
                     child,
                     bus: None,
-                    phone: u8::try_from(int(&mut rng, 0, DEVICE_MODELS.len() as u64 - 1)).unwrap_or(0),
+                    phone: u8::try_from(int(&mut rng, 0, DEVICE_MODELS.len() as u64 - 1))
+                        .unwrap_or(0),
                     app: chance(&mut rng, cfg.app_adoption),
                 });
             }
@@ -203,8 +217,21 @@ impl Population {
         for &i in &order {
             if people[i].child {
                 if class.is_none() || class_fill >= 24 {
-                    let layout = Layout::Tables { spacing_m: 1.7, seats_per_table: 1, seat_radius_m: 0.0 };
-                    class = Some(add_room(&mut rooms, &mut rng, PlaceKind::School, 9.0, 7.0, 3.0, (1.0, 4.0), layout));
+                    let layout = Layout::Tables {
+                        spacing_m: 1.7,
+                        seats_per_table: 1,
+                        seat_radius_m: 0.0,
+                    };
+                    class = Some(add_room(
+                        &mut rooms,
+                        &mut rng,
+                        PlaceKind::School,
+                        9.0,
+                        7.0,
+                        3.0,
+                        (1.0, 4.0),
+                        layout,
+                    ));
                     class_fill = 0;
                 }
                 people[i].daytime = class;
@@ -212,7 +239,16 @@ impl Population {
                 class_fill += 1;
             } else if chance(&mut rng, 0.7) {
                 if office.is_none() || office_fill >= 10 {
-                    office = Some(add_room(&mut rooms, &mut rng, PlaceKind::Work, 12.0, 8.0, 3.0, (2.0, 6.0), desk));
+                    office = Some(add_room(
+                        &mut rooms,
+                        &mut rng,
+                        PlaceKind::Work,
+                        12.0,
+                        8.0,
+                        3.0,
+                        (2.0, 6.0),
+                        desk,
+                    ));
                     office_fill = 0;
                 }
                 people[i].daytime = office;
@@ -221,25 +257,86 @@ impl Population {
             }
         }
         let count = |per: u32| (cfg.population / per).max(1);
-        let mut venues = |kind: PlaceKind, k: u32, w: f64, d: f64, h: f64, ach: (f64, f64), layout: Layout| {
-            (0..k)
-                .map(|_| add_room(&mut rooms, &mut rng, kind, w, d, h, ach, layout))
-                .collect::<Vec<_>>()
+        let mut venues =
+            |kind: PlaceKind, k: u32, w: f64, d: f64, h: f64, ach: (f64, f64), layout: Layout| {
+                (0..k)
+                    .map(|_| add_room(&mut rooms, &mut rng, kind, w, d, h, ach, layout))
+                    .collect::<Vec<_>>()
+            };
+        let shops = venues(
+            PlaceKind::Shop,
+            count(200),
+            20.0,
+            15.0,
+            4.0,
+            (2.0, 5.0),
+            Layout::Free,
+        );
+        let table = Layout::Tables {
+            spacing_m: 2.6,
+            seats_per_table: 4,
+            seat_radius_m: 0.6,
         };
-        let shops = venues(PlaceKind::Shop, count(200), 20.0, 15.0, 4.0, (2.0, 5.0), Layout::Free);
-        let table = Layout::Tables { spacing_m: 2.6, seats_per_table: 4, seat_radius_m: 0.6 };
-        let restaurants = venues(PlaceKind::Restaurant, count(250), 15.0, 10.0, 3.5, (3.0, 8.0), table);
-        let gyms = venues(PlaceKind::Gym, count(800), 20.0, 15.0, 5.0, (4.0, 8.0), Layout::Free);
-        let pews = Layout::Tables { spacing_m: 2.2, seats_per_table: 6, seat_radius_m: 1.5 };
-        let worship = venues(PlaceKind::Worship, count(1500), 25.0, 18.0, 8.0, (1.0, 3.0), pews);
-        let seats = Layout::Tables { spacing_m: 1.6, seats_per_table: 2, seat_radius_m: 0.35 };
-        let buses = venues(PlaceKind::Transit, count(300), 2.5, 12.0, 2.4, (6.0, 12.0), seats);
+        let restaurants = venues(
+            PlaceKind::Restaurant,
+            count(250),
+            15.0,
+            10.0,
+            3.5,
+            (3.0, 8.0),
+            table,
+        );
+        let gyms = venues(
+            PlaceKind::Gym,
+            count(800),
+            20.0,
+            15.0,
+            5.0,
+            (4.0, 8.0),
+            Layout::Free,
+        );
+        let pews = Layout::Tables {
+            spacing_m: 2.2,
+            seats_per_table: 6,
+            seat_radius_m: 1.5,
+        };
+        let worship = venues(
+            PlaceKind::Worship,
+            count(1500),
+            25.0,
+            18.0,
+            8.0,
+            (1.0, 3.0),
+            pews,
+        );
+        let seats = Layout::Tables {
+            spacing_m: 1.6,
+            seats_per_table: 2,
+            seat_radius_m: 0.35,
+        };
+        let buses = venues(
+            PlaceKind::Transit,
+            count(300),
+            2.5,
+            12.0,
+            2.4,
+            (6.0, 12.0),
+            seats,
+        );
         for p in &mut people {
             if p.daytime.is_some() && chance(&mut rng, 0.3) {
                 p.bus = Some(buses[int(&mut rng, 0, buses.len() as u64 - 1) as usize]);
             }
         }
-        Population { people, rooms, shops, restaurants, gyms, worship, buses }
+        Population {
+            people,
+            rooms,
+            shops,
+            restaurants,
+            gyms,
+            worship,
+            buses,
+        }
     }
 
     /// The room of an id.

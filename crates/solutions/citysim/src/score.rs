@@ -39,7 +39,11 @@ impl PrecisionRecall {
     /// number of true negatives + false positives (co-present pairs that are not close).
     pub fn ndcf(&self, negatives: u64) -> f64 {
         let p_miss = 1.0 - self.recall;
-        let p_fa = if negatives == 0 { 0.0 } else { self.false_positives as f64 / negatives as f64 };
+        let p_fa = if negatives == 0 {
+            0.0
+        } else {
+            self.false_positives as f64 / negatives as f64
+        };
         p_miss + p_fa.min(1.0)
     }
 }
@@ -48,11 +52,17 @@ impl PrecisionRecall {
 /// (`(ranking, true origins)` per cluster; clusters without a true origin are skipped; 0
 /// when none is left).
 pub fn top_k_accuracy<T: PartialEq>(clusters: &[(Vec<T>, Vec<T>)], k: usize) -> f64 {
-    let scored: Vec<_> = clusters.iter().filter(|(_, truth)| !truth.is_empty()).collect();
+    let scored: Vec<_> = clusters
+        .iter()
+        .filter(|(_, truth)| !truth.is_empty())
+        .collect();
     if scored.is_empty() {
         return 0.0;
     }
-    let hits = scored.iter().filter(|(rank, truth)| rank.iter().take(k).any(|r| truth.contains(r))).count();
+    let hits = scored
+        .iter()
+        .filter(|(rank, truth)| rank.iter().take(k).any(|r| truth.contains(r)))
+        .count();
     hits as f64 / scored.len() as f64
 }
 

@@ -159,13 +159,18 @@ impl Truth {
     /// App users' close contacts as `(day, a, b)` (a < b): the recall base of close-contact
     /// detection.
     pub fn app_close_contacts(&self) -> BTreeSet<(u32, PersonId, PersonId)> {
-        self.close_contacts.iter().filter(|c| c.both_app).map(|c| (c.day, c.a, c.b)).collect()
+        self.close_contacts
+            .iter()
+            .filter(|c| c.both_app)
+            .map(|c| (c.day, c.a, c.b))
+            .collect()
     }
 
     /// Negatives of close-contact detection: app pair-days co-present in BLE range but not
     /// close.
     pub fn close_contact_negatives(&self) -> u64 {
-        self.copresent_app_pair_days.saturating_sub(self.app_close_contacts().len() as u64)
+        self.copresent_app_pair_days
+            .saturating_sub(self.app_close_contacts().len() as u64)
     }
 
     /// Confirmed cases as origin-inference inputs (`CaseId` = person id, observed onset).
@@ -238,7 +243,12 @@ impl Truth {
             };
             root_of.insert(inf.person, (root, depth));
             let k = *index.entry(root).or_insert_with(|| {
-                clusters.push(Cluster { root, members: Vec::new(), confirmed: Vec::new(), origins: Vec::new() });
+                clusters.push(Cluster {
+                    root,
+                    members: Vec::new(),
+                    confirmed: Vec::new(),
+                    origins: Vec::new(),
+                });
                 clusters.len() - 1
             });
             clusters[k].members.push(inf.person);
