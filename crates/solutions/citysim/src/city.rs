@@ -14,6 +14,9 @@ use crate::{CityConfig, CityError, DAY_S, PersonId};
 
 const NONE: u32 = u32::MAX;
 
+/// Quanta a susceptible inhaled in a room: total, and `(quanta, time, likely infector)` parts.
+type Inhaled = (f64, Vec<(f64, u64, PersonId)>);
+
 /// A generated city: population, ground truth, and the seed to regenerate its signals.
 #[derive(Clone, Debug)]
 pub struct City {
@@ -245,7 +248,7 @@ impl City {
                 0.0
             };
             let mut conc = 0.0f64;
-            let mut acc: BTreeMap<PersonId, (f64, Vec<(f64, u64, PersonId)>)> = BTreeMap::new();
+            let mut acc: BTreeMap<PersonId, Inhaled> = BTreeMap::new();
             let first_start = st.first().map_or(day_start, |s| s.start_s);
             for k in 0..DAY_S / ws {
                 let w0 = day_start + k * ws;

@@ -326,7 +326,7 @@ impl Hours<'_> {
             return Ok(None);
         }
         let day = self.hour / 24;
-        if self.hour % 24 == 0 || self.day.is_none() {
+        if self.hour.is_multiple_of(24) || self.day.is_none() {
             self.day = Some(self.enter_day(day));
         }
         let start_s = cfg.start_s + u64::from(self.hour) * 3600;
@@ -365,10 +365,7 @@ impl Hours<'_> {
         // air readings
         let step = cfg.air_step_s;
         let day_start = cfg.start_s + u64::from(day) * DAY_S;
-        let mut sensor_index = 0usize;
-        for room in pop.rooms.iter().filter(|r| r.sensor) {
-            let k = sensor_index;
-            sensor_index += 1;
+        for (k, room) in pop.rooms.iter().filter(|r| r.sensor).enumerate() {
             let occ = state
                 .occupancy
                 .iter()

@@ -142,7 +142,7 @@ impl CityConfig {
         if !(1..=60).contains(&self.days) {
             return Err(CityError::InvalidConfig("days must be in 1..=60"));
         }
-        if self.start_s % DAY_S != 0 {
+        if !self.start_s.is_multiple_of(DAY_S) {
             return Err(CityError::InvalidConfig("start_s must be a UTC midnight"));
         }
         if !frac(self.app_adoption)

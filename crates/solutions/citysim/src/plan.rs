@@ -163,10 +163,10 @@ pub fn person_day(
             (true, Some(class)) => {
                 let s = 480 + int(&mut rng, 0, 10);
                 b.act(s, 900 + int(&mut rng, 0, 10) - s, class);
-                if chance(&mut rng, 0.1) {
-                    if let Some(shop) = pick(&mut rng, &pop.shops) {
-                        b.act(960 + int(&mut rng, 0, 60), int(&mut rng, 15, 40), shop);
-                    }
+                if chance(&mut rng, 0.1)
+                    && let Some(shop) = pick(&mut rng, &pop.shops)
+                {
+                    b.act(960 + int(&mut rng, 0, 60), int(&mut rng, 15, 40), shop);
                 }
             }
             (false, Some(office)) => {
@@ -197,37 +197,38 @@ pub fn person_day(
                     b.act(t, ride, bus);
                     t += ride;
                 }
-                if chance(&mut rng, 0.3) {
-                    if let Some(shop) = pick(&mut rng, &pop.shops) {
-                        let d = int(&mut rng, 15, 45);
-                        b.act(t, d, shop);
-                        t += d;
-                    }
+                if chance(&mut rng, 0.3)
+                    && let Some(shop) = pick(&mut rng, &pop.shops)
+                {
+                    let d = int(&mut rng, 15, 45);
+                    b.act(t, d, shop);
+                    t += d;
                 }
-                if chance(&mut rng, 0.1) {
-                    if let Some(gym) = pick(&mut rng, &pop.gyms) {
-                        b.act(t, 60, gym);
-                    }
+                if chance(&mut rng, 0.1)
+                    && let Some(gym) = pick(&mut rng, &pop.gyms)
+                {
+                    b.act(t, 60, gym);
                 }
-                if chance(&mut rng, 0.08) {
-                    if let Some(r) = pick(&mut rng, &pop.restaurants) {
-                        b.act(1140 + int(&mut rng, 0, 60), 90, r);
-                    }
+                if chance(&mut rng, 0.08)
+                    && let Some(r) = pick(&mut rng, &pop.restaurants)
+                {
+                    b.act(1140 + int(&mut rng, 0, 60), 90, r);
                 }
             }
             _ => errands(&mut b, &mut rng, pop, 0.5, 0.15, 0.1),
         }
     } else {
         errands(&mut b, &mut rng, pop, 0.5, 0.0, 0.15);
-        if wd == 6 && chance(&mut rng, 0.2) {
-            if let Some(w) = pick(&mut rng, &pop.worship) {
-                b.act(600, 90, w);
-            }
+        if wd == 6
+            && chance(&mut rng, 0.2)
+            && let Some(w) = pick(&mut rng, &pop.worship)
+        {
+            b.act(600, 90, w);
         }
-        if chance(&mut rng, 0.25) {
-            if let Some(r) = pick(&mut rng, &pop.restaurants) {
-                b.act(1110 + int(&mut rng, 0, 90), int(&mut rng, 60, 120), r);
-            }
+        if chance(&mut rng, 0.25)
+            && let Some(r) = pick(&mut rng, &pop.restaurants)
+        {
+            b.act(1110 + int(&mut rng, 0, 90), int(&mut rng, 60, 120), r);
         }
     }
     b.finish(out);
@@ -241,20 +242,20 @@ fn errands(
     lunch: f64,
     gym: f64,
 ) {
-    if chance(rng, shop) {
-        if let Some(s) = pick(rng, &pop.shops) {
-            b.act(540 + int(rng, 0, 480), int(rng, 15, 60), s);
-        }
+    if chance(rng, shop)
+        && let Some(s) = pick(rng, &pop.shops)
+    {
+        b.act(540 + int(rng, 0, 480), int(rng, 15, 60), s);
     }
-    if chance(rng, lunch) {
-        if let Some(r) = pick(rng, &pop.restaurants) {
-            b.act(720 + int(rng, 0, 60), 60, r);
-        }
+    if chance(rng, lunch)
+        && let Some(r) = pick(rng, &pop.restaurants)
+    {
+        b.act(720 + int(rng, 0, 60), 60, r);
     }
-    if chance(rng, gym) {
-        if let Some(g) = pick(rng, &pop.gyms) {
-            b.act(600 + int(rng, 0, 540), 60, g);
-        }
+    if chance(rng, gym)
+        && let Some(g) = pick(rng, &pop.gyms)
+    {
+        b.act(600 + int(rng, 0, 540), 60, g);
     }
 }
 

@@ -206,10 +206,10 @@ impl Truth {
         let mut out = BTreeSet::new();
         for c in self.close_contacts.iter().filter(|c| c.both_app) {
             for (case, other) in [(c.a, c.b), (c.b, c.a)] {
-                if let Some(&(from, to)) = window.get(&case) {
-                    if (from..=to).contains(&c.day) {
-                        out.insert((other, case));
-                    }
+                if let Some(&(from, to)) = window.get(&case)
+                    && (from..=to).contains(&c.day)
+                {
+                    out.insert((other, case));
                 }
             }
         }
