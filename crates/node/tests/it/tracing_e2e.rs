@@ -249,8 +249,7 @@ async fn close_contacts_of_a_confirmed_case_are_notified_and_nothing_links_pseud
     let expected: BTreeSet<usize> = (0..n).filter(|&i| KINDS[i] == Kind::Near).collect();
     let deadline = Instant::now() + WAIT;
     while latency_ms.len() < expected.len() && Instant::now() < deadline {
-        for i in 0..n {
-            let phone = &mut phones[i];
+        for (i, phone) in phones.iter_mut().enumerate() {
             while let Some(msg) = phone.next_notice(Duration::from_millis(5)).await.unwrap() {
                 if i == 0 {
                     shared.push((msg.topic.clone(), msg.payload.clone()));
