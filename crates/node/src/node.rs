@@ -332,7 +332,9 @@ pub async fn start_with_config(
 
     let tracing = config.tracing.clone().filter(|t| t.enabled);
     let tracing_export = match &tracing {
-        Some(t) => Some(Arc::new(crate::tracing_worker::start_export_signer(home, t).await?)),
+        Some(t) => Some(Arc::new(
+            crate::tracing_worker::start_export_signer(home, t).await?,
+        )),
         None => None,
     };
     let mut options = options;

@@ -8,10 +8,10 @@
 pub mod docs;
 pub mod edge;
 pub mod error;
-pub mod tracing;
 mod events;
 pub mod extract;
 pub(crate) mod handlers;
+pub mod tracing;
 pub mod types;
 
 use std::sync::Arc;

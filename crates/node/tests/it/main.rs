@@ -12,8 +12,8 @@
 mod bad_upstream;
 mod common;
 mod consensus;
-mod edge_mqtt;
 mod docs_metrics;
+mod edge_mqtt;
 mod follower;
 mod fuzz;
 mod gossip;
