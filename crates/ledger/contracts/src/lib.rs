@@ -13,6 +13,7 @@
 //! | [`anchor`] (`anchor`) | Merkle roots of record batches held at the edge | anchor_batch |
 //! | [`diagnosis`] (`diagnosis`) | diagnosis keys (embargoed until their validity ends, revocable), used verification certificates, uploads | publish_keys |
 //! | [`exposure`] (`exposure`) | exposure notices (the exposed device's own RPIs, score, day, source upload) by day and by RPI | publish_notices |
+//! | [`aerosol`] (`aerosol`) | aerosol alerts (per-day pseudonymous venue id, window, risk, kind) by day and by venue id | publish_alerts |
 //!
 //! # Invariants that hold across the modules
 //! - A public key has at most one identity, ever: a member key, a device key, a validator key
@@ -22,9 +23,12 @@
 //!   devices by pseudonymous address, class, model and whitelisted technical attributes;
 //!   anchors carry only Merkle roots of data that stays at the edge; diagnosis keys carry
 //!   only what GAEN publishes anyway (plus the certificate id and issuing organisation);
-//!   exposure notices carry only the exposed party's own RPIs, a score, a day and an upload id.
+//!   exposure notices carry only the exposed party's own RPIs, a score, a day and an upload id;
+//!   aerosol alerts only a per-day venue pseudonym, a window, a risk and a kind (no room
+//!   name, place, occupancy or sensor reading).
 //! - Every list a query or a transaction reads is bounded (see the `MAX_*` constants).
 
+pub mod aerosol;
 pub mod anchor;
 pub mod devices;
 pub mod diagnosis;
@@ -39,6 +43,9 @@ use std::sync::Arc;
 
 use trustedge_execution::{Module, Runtime};
 
+pub use aerosol::{
+    AerosolAlertTx, AerosolCall, AerosolError, AerosolModule, AerosolStats, AlertKind, AlertRecord,
+};
 pub use anchor::{AnchorCall, AnchorModule, AnchorRecord, record_leaf, verify_record_anchored};
 pub use devices::{
     DeviceAttribute, DeviceRecord, DeviceStatus, DevicesCall, DevicesModule, device, is_authorised,
@@ -67,6 +74,7 @@ pub const MODULES: &[&str] = &[
     <AnchorModule as Module>::NAME,
     <DiagnosisModule as Module>::NAME,
     <ExposureModule as Module>::NAME,
+    <AerosolModule as Module>::NAME,
 ];
 
 /// A runtime for `chain_id` with every built-in module and [`LedgerIdentity`].
@@ -81,6 +89,7 @@ pub fn runtime(chain_id: &str) -> Runtime {
         rt.register(AnchorModule),
         rt.register(DiagnosisModule),
         rt.register(ExposureModule),
+        rt.register(AerosolModule),
     ];
     debug_assert!(registered.iter().all(Result::is_ok), "{registered:?}");
     rt

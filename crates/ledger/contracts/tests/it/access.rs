@@ -3,7 +3,8 @@
 //! declarations, so a change to either shows up as a failure.
 
 use trustedge_contracts::{
-    AnchorCall, DevicesCall, ExposureCall, ExposureNotice, GenesisCall, OrgsCall, ValidatorChange,
+    AerosolAlertTx, AerosolCall, AlertKind, AnchorCall, DevicesCall, ExposureCall, ExposureNotice,
+    GenesisCall, OrgsCall, ValidatorChange,
 };
 use trustedge_execution::{DeviceClass, OrgKind, Role};
 use trustedge_types::{Address, Hash, Keypair, Payload};
@@ -32,6 +33,7 @@ const EXPECTED: &[(&str, [&str; 7])] = &[
     ("anchor_batch",       ["",        "",      "",     "",      "",      "",      "AO"  ]),
     ("publish_keys",       ["AOC",     "AOC",   "AOC",  "AOC",   "AOC",   "AOC",   "AOC" ]),
     ("publish_notices",    ["",        "",      "",     "",      "",      "",      "O"   ]),
+    ("publish_alerts",     ["",        "",      "",     "",      "",      "",      "O"   ]),
     ("propose_validator_change", ["A", "",      "",     "",      "",      "",      ""    ]),
     ("approve_validator_change", ["A", "",      "",     "",      "",      "",      ""    ]),
 ];
@@ -154,6 +156,18 @@ fn prepare(net: &mut Net, action: &str, org: &str, role: Role) -> Payload {
                     risk_score: 1,
                     day,
                     source_upload: up,
+                }],
+            })
+        }
+        "publish_alerts" => {
+            let day = today(net) - 1;
+            crate::aerosol::aerosol(AerosolCall::PublishAlerts {
+                alerts: vec![AerosolAlertTx {
+                    venue: [0x42; 16],
+                    start_s: u64::from(day) * 86_400 + 3600,
+                    end_s: u64::from(day) * 86_400 + 4500,
+                    risk_ppm: 20_000,
+                    kind: AlertKind::ElevatedRisk,
                 }],
             })
         }

@@ -77,6 +77,19 @@ fn every_stored_value_is_described() {
             }],
         }),
     );
+    // an aerosol alert
+    net.ok(
+        &member("edge-operator", Role::Operator),
+        crate::aerosol::aerosol(trustedge_contracts::AerosolCall::PublishAlerts {
+            alerts: vec![trustedge_contracts::AerosolAlertTx {
+                venue: [0x17; 16],
+                start_s: u64::from(day - 1) * 86_400,
+                end_s: u64::from(day - 1) * 86_400 + 900,
+                risk_ppm: 10_000,
+                kind: trustedge_contracts::AlertKind::VentilationFailure,
+            }],
+        }),
+    );
 
     let mut described = std::collections::BTreeMap::<&str, usize>::new();
     for (k, v) in &net.state.map {
@@ -153,6 +166,10 @@ fn calls_have_the_documented_json_shape() {
             serde_json::json!({"approve_validator_change": {"proposal_id": 7}}),
         ),
         (
+            "aerosol",
+            serde_json::json!({"publish_alerts": {"alerts": [{"venue": "ab".repeat(16), "start_s": 0, "end_s": 900, "risk_ppm": 12000, "kind": "particle_spike"}]}}),
+        ),
+        (
             "anchor",
             serde_json::json!({"anchor_batch": {"record_type": "t", "merkle_root": Hash([1; 32]).to_hex(), "count": 1, "from_ms": 0, "to_ms": 1}}),
         ),
@@ -172,6 +189,10 @@ fn calls_have_the_documented_json_shape() {
         ["register", "suspend", "reinstate", "revoke"]
     );
     assert_eq!(rt.module("anchor").unwrap().call_kinds(), ["anchor_batch"]);
+    assert_eq!(
+        rt.module("aerosol").unwrap().call_kinds(),
+        ["publish_alerts"]
+    );
     assert_eq!(
         rt.module("genesis").unwrap().call_kinds(),
         ["propose_validator_change", "approve_validator_change"]

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod access;
+mod aerosol;
 mod anchor;
 mod describe;
 mod determinism;
