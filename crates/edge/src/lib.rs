@@ -15,8 +15,13 @@
 //! The [`exposure`] module is the edge's exposure matching: encounter uploads and released
 //! diagnosis keys in, unlinkable per-RPI exposure notices out.
 //!
+//! The [`aerosol`] module is the edge's aerosol surveillance: rooms' air-quality readings
+//! in, per-window risk and detector alarms, `aerosol.publish_alerts` alerts out under
+//! per-day venue pseudonyms; and the device-side presence match.
+//!
 //! Pure: record times come from the records, not from a clock; nonces from the caller.
 
+pub mod aerosol;
 pub mod exposure;
 pub mod light;
 pub mod store;

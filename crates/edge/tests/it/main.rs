@@ -3,6 +3,7 @@
 // clippy.toml allows unwrap and panic in `#[test]` functions only; helpers here are test code.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+mod aerosol;
 mod light;
 
 use proptest::prelude::*;

@@ -1,0 +1,449 @@
+//! The edge's aerosol engine on simulated rooms: an injected ventilation failure alerts its
+//! room and window, a clean series alerts nothing, refused readings are typed errors, the
+//! contract accepts what the engine emits, and devices match their presence locally.
+
+use trustedge_aerosol::alert::{HeardBeacon, VenueId, VenueSecret, day_of};
+use trustedge_aerosol::detect::AlarmKind;
+use trustedge_aerosol::risk::Reading;
+use trustedge_aerosol::sim::{SimConfig, SimSeries, simulate};
+use trustedge_contracts::aerosol::{AerosolAlertTx, AerosolCall, AlertKind, DAY_S, check_alert};
+use trustedge_contracts::{Genesis, GenesisMember, GenesisOrg, GovernancePolicy, runtime};
+use trustedge_edge::aerosol::{
+    AerosolEdgeConfig, AerosolEdgeError, AerosolEngine, RoomConfig, alerts_for_device, batches,
+};
+use trustedge_execution::{BlockEnv, MemState, OrgKind, Role};
+use trustedge_types::{Address, Hash, Keypair, Payload, TxBody};
+
+/// The simulated series start on this UTC day, five days before the test chain's genesis
+/// day (19,675), so the alerts are recent when published.
+const BASE_DAY: u64 = 19_670;
+const DAYS: u32 = 5;
+
+fn secret(label: &str) -> VenueSecret {
+    VenueSecret(Hash::sha256(label.as_bytes()).0)
+}
+
+fn room(label: &str, sim: &SimConfig) -> RoomConfig {
+    RoomConfig {
+        volume_m3: sim.volume_m3,
+        nominal_ach_per_h: Some(sim.nominal_ach_per_h),
+        secret: secret(label),
+    }
+}
+
+fn series(failures: bool, seed: u64) -> (SimConfig, SimSeries) {
+    let cfg = SimConfig {
+        ventilation_failure_probability: if failures { 1.0 } else { 0.0 },
+        particle_spike_probability: 0.0,
+        ..SimConfig::default()
+    };
+    let mut s = simulate(&cfg, seed, DAYS).unwrap();
+    for r in &mut s.readings {
+        r.t_s += BASE_DAY * DAY_S;
+    }
+    for e in &mut s.events {
+        e.start_s += BASE_DAY * DAY_S;
+        e.end_s += BASE_DAY * DAY_S;
+    }
+    (cfg, s)
+}
+
+/// Feeds every reading and closes the last window; returns the alerts emitted.
+fn run_room(engine: &mut AerosolEngine, name: &str, s: &SimSeries) -> Vec<AerosolAlertTx> {
+    let mut out = Vec::new();
+    for r in &s.readings {
+        out.extend(engine.push(name, r).unwrap());
+    }
+    let end = s.readings.last().unwrap().t_s + 3600;
+    out.extend(engine.close_until(name, end).unwrap());
+    out
+}
+
+const GRACE_S: u64 = 2 * 3600;
+
+#[test]
+fn an_injected_ventilation_failure_alerts_that_room_and_window() {
+    let (cfg, failing) = series(true, 11);
+    let (_, clean) = series(false, 12);
+    let mut engine = AerosolEngine::new(AerosolEdgeConfig::default()).unwrap();
+    engine.add_room("lab 2", room("lab 2", &cfg)).unwrap();
+    engine.add_room("hall", room("hall", &cfg)).unwrap();
+    let alerts = run_room(&mut engine, "lab 2", &failing);
+    let quiet = run_room(&mut engine, "hall", &clean);
+    assert_eq!(quiet, vec![], "the clean room alerted");
+
+    let events: Vec<_> = failing
+        .events
+        .iter()
+        .filter(|e| e.kind == AlarmKind::VentilationFailure)
+        .collect();
+    assert!(events.len() >= 3, "{events:?}");
+    let vf: Vec<_> = alerts
+        .iter()
+        .filter(|a| a.kind == AlertKind::VentilationFailure)
+        .collect();
+    // every alert is that room's venue id of its day, and every ventilation alert lies in
+    // an injected failure (or the room's recovery after it)
+    for a in &alerts {
+        let day = day_of(a.start_s);
+        assert_eq!(VenueId(a.venue), VenueId::derive(&secret("lab 2"), day));
+        assert_ne!(VenueId(a.venue), VenueId::derive(&secret("hall"), day));
+        assert_eq!(a.end_s - a.start_s, 900);
+    }
+    for a in &vf {
+        assert!(
+            events
+                .iter()
+                .any(|e| a.start_s < e.end_s + GRACE_S && a.end_s > e.start_s),
+            "ventilation alert {a:?} outside every failure {events:?}"
+        );
+        assert!(a.risk_ppm > 0);
+    }
+    // most failures (all happen while the room is occupied) produce an alert overlapping them
+    let detected = events
+        .iter()
+        .filter(|e| {
+            vf.iter()
+                .any(|a| a.start_s < e.end_s + GRACE_S && a.end_s > e.start_s)
+        })
+        .count();
+    assert!(
+        detected * 4 >= events.len() * 3,
+        "{detected} of {} failures alerted",
+        events.len()
+    );
+    // the engine's own record agrees
+    assert!(engine.recent_decisions("lab 2").len() <= 96);
+    assert_eq!(engine.recent_decisions("nowhere"), &[]);
+}
+
+#[test]
+fn clean_series_alert_nothing() {
+    for seed in [1, 2, 3] {
+        let (cfg, s) = series(false, seed);
+        let mut engine = AerosolEngine::new(AerosolEdgeConfig::default()).unwrap();
+        engine.add_room("r", room("r", &cfg)).unwrap();
+        assert_eq!(run_room(&mut engine, "r", &s), vec![], "seed {seed}");
+        assert_eq!(engine.failure_active("r"), Some(false));
+    }
+}
+
+#[test]
+fn one_venue_alerts_once_even_with_two_sensors() {
+    let (cfg, s) = series(true, 11);
+    let mut engine = AerosolEngine::new(AerosolEdgeConfig::default()).unwrap();
+    // two air-quality devices in one venue: the same secret, so the same venue ids
+    engine.add_room("front", room("venue", &cfg)).unwrap();
+    engine.add_room("back", room("venue", &cfg)).unwrap();
+    let first = run_room(&mut engine, "front", &s);
+    assert!(!first.is_empty());
+    assert_eq!(engine.remembered_alerts(), first.len());
+    assert_eq!(run_room(&mut engine, "back", &s), vec![]);
+}
+
+#[test]
+fn refused_readings_are_typed_errors_and_change_nothing() {
+    let cfg = SimConfig::default();
+    let mut engine = AerosolEngine::new(AerosolEdgeConfig::default()).unwrap();
+    engine.add_room("r", room("r", &cfg)).unwrap();
+    let t0 = BASE_DAY * DAY_S + 9 * 3600;
+    let ok = Reading {
+        t_s: t0,
+        co2_ppm: 700.0,
+        pm25_ug_m3: 8.0,
+        temperature_c: 21.0,
+        humidity_pct: 40.0,
+        occupancy: 10,
+    };
+    assert_eq!(engine.push("r", &ok).unwrap(), vec![]);
+    assert!(matches!(
+        engine.push("nope", &ok),
+        Err(AerosolEdgeError::UnknownRoom(_))
+    ));
+    let earlier = Reading { t_s: t0 - 1, ..ok };
+    assert!(matches!(
+        engine.push("r", &earlier),
+        Err(AerosolEdgeError::OutOfOrder { t_s, after_s, .. }) if t_s == t0 - 1 && after_s == t0
+    ));
+    for (bad, field) in [
+        (
+            Reading {
+                co2_ppm: f64::NAN,
+                ..ok
+            },
+            "co2_ppm",
+        ),
+        (
+            Reading {
+                co2_ppm: -1.0,
+                ..ok
+            },
+            "co2_ppm",
+        ),
+        (
+            Reading {
+                pm25_ug_m3: f64::INFINITY,
+                ..ok
+            },
+            "pm25_ug_m3",
+        ),
+        (
+            Reading {
+                temperature_c: 500.0,
+                ..ok
+            },
+            "temperature_c",
+        ),
+        (
+            Reading {
+                humidity_pct: 101.0,
+                ..ok
+            },
+            "humidity_pct",
+        ),
+        (
+            Reading {
+                occupancy: 1_000_000,
+                ..ok
+            },
+            "occupancy",
+        ),
+    ] {
+        let e = engine
+            .push(
+                "r",
+                &Reading {
+                    t_s: t0 + 60,
+                    ..bad
+                },
+            )
+            .unwrap_err();
+        assert!(
+            matches!(e, AerosolEdgeError::InvalidReading { field: f, .. } if f == field),
+            "{e}"
+        );
+    }
+    // equal times are in order
+    assert_eq!(engine.push("r", &ok).unwrap(), vec![]);
+    // closing the window refuses later readings inside it
+    assert_eq!(engine.close_until("r", t0 + 60).unwrap(), vec![]);
+    assert_eq!(engine.recent_decisions("r"), &[]);
+    engine.close_until("r", t0 + 900).unwrap();
+    assert_eq!(engine.recent_decisions("r").len(), 1);
+    assert!(matches!(
+        engine.push(
+            "r",
+            &Reading {
+                t_s: t0 + 120,
+                ..ok
+            }
+        ),
+        Err(AerosolEdgeError::OutOfOrder { .. })
+    ));
+    assert!(
+        engine
+            .push(
+                "r",
+                &Reading {
+                    t_s: t0 + 900,
+                    ..ok
+                }
+            )
+            .is_ok()
+    );
+    // room registration
+    assert!(matches!(
+        engine.add_room("r", room("r", &cfg)),
+        Err(AerosolEdgeError::DuplicateRoom(_))
+    ));
+    assert!(matches!(
+        engine.add_room("", room("x", &cfg)),
+        Err(AerosolEdgeError::InvalidRoomName(_))
+    ));
+    let mut bad_room = room("x", &cfg);
+    bad_room.volume_m3 = -3.0;
+    assert!(matches!(
+        engine.add_room("x", bad_room),
+        Err(AerosolEdgeError::Model(_))
+    ));
+    let small = AerosolEdgeConfig {
+        max_rooms: 1,
+        ..AerosolEdgeConfig::default()
+    };
+    let mut e1 = AerosolEngine::new(small).unwrap();
+    e1.add_room("a", room("a", &cfg)).unwrap();
+    assert!(matches!(
+        e1.add_room("b", room("b", &cfg)),
+        Err(AerosolEdgeError::TooManyRooms(1))
+    ));
+    let mut bad = AerosolEdgeConfig::default();
+    bad.params.window_s = 7 * 60;
+    assert!(matches!(
+        AerosolEngine::new(bad),
+        Err(AerosolEdgeError::InvalidConfig(_))
+    ));
+}
+
+#[test]
+fn unknown_ventilation_estimates_from_co2_and_still_scores() {
+    let (cfg, s) = series(false, 4);
+    let mut engine = AerosolEngine::new(AerosolEdgeConfig::default()).unwrap();
+    let mut r = room("unknown", &cfg);
+    r.nominal_ach_per_h = None;
+    engine.add_room("u", r).unwrap();
+    let alerts = run_room(&mut engine, "u", &s);
+    // no detector without a nominal ACH: never a ventilation alert
+    assert!(alerts.iter().all(|a| a.kind == AlertKind::ElevatedRisk));
+    let last = engine.recent_decisions("u");
+    assert_eq!(last.len(), 96);
+    assert!(last.iter().all(|d| !d.ventilation_failure));
+}
+
+fn key(label: &str) -> Keypair {
+    Keypair::from_seed(Hash::sha256(label.as_bytes()).0)
+}
+
+/// The contract takes what the engine emits: every alert passes its checks at the time of
+/// the last reading, and a publish of them all through the runtime succeeds.
+#[test]
+fn the_ledger_accepts_the_engines_alerts() {
+    let (cfg, s) = series(true, 11);
+    let mut engine = AerosolEngine::new(AerosolEdgeConfig::default()).unwrap();
+    engine.add_room("r", room("r", &cfg)).unwrap();
+    let alerts = run_room(&mut engine, "r", &s);
+    assert!(!alerts.is_empty());
+    let calls = batches(&alerts, 64);
+    assert_eq!(calls.len(), alerts.len().div_ceil(64));
+    let many: Vec<_> = (0..130).map(|_| alerts[0]).collect();
+    let sizes: Vec<usize> = batches(&many, 1000)
+        .iter()
+        .map(|AerosolCall::PublishAlerts { alerts }| alerts.len())
+        .collect();
+    assert_eq!(sizes, [64, 64, 2]);
+
+    let chain = "aerosol-edge-test";
+    let op = key("edge operator");
+    let genesis = Genesis {
+        chain_id: chain.into(),
+        genesis_time_ms: 1_700_000_000_000,
+        validators: vec![trustedge_types::Validator {
+            name: "v".into(),
+            address: Address::of_member(&key("v").public()),
+            public_key: key("v").public(),
+            power: 1,
+        }],
+        organisations: vec![
+            GenesisOrg {
+                id: "ha".into(),
+                name: "ha".into(),
+                kind: OrgKind::HealthAuthority,
+                members: vec![GenesisMember {
+                    public_key: key("ha admin").public(),
+                    role: Role::Admin,
+                }],
+            },
+            GenesisOrg {
+                id: "gateways".into(),
+                name: "gateways".into(),
+                kind: OrgKind::EdgeOperator,
+                members: vec![
+                    GenesisMember {
+                        public_key: key("edge admin").public(),
+                        role: Role::Admin,
+                    },
+                    GenesisMember {
+                        public_key: op.public(),
+                        role: Role::Operator,
+                    },
+                ],
+            },
+        ],
+        policy: GovernancePolicy {
+            admission_approvals: 1,
+        },
+    };
+    let mut state = MemState::default();
+    state.apply(&genesis.state_writes().unwrap());
+    let rt = runtime(chain);
+    let time_ms = 1_700_000_000_000 + 1000;
+    for (i, a) in alerts.iter().enumerate() {
+        check_alert(i, a, time_ms / 1000).unwrap();
+    }
+    for (i, call) in calls.into_iter().enumerate() {
+        let height = i as u64 + 1;
+        let tx = TxBody {
+            chain_id: chain.into(),
+            signer: op.public(),
+            nonce: height,
+            expiry_height: height,
+            payload: Payload::new("aerosol", &call),
+        }
+        .sign(&op);
+        let mut b = rt.begin_block(
+            &state,
+            BlockEnv {
+                height,
+                time_ms: time_ms + height * 1000,
+            },
+        );
+        let r = b.apply(&tx, tx.hash(), true).unwrap().clone();
+        assert!(r.is_success(), "{r:?}");
+        let out = b.finish().unwrap();
+        state.apply(&out.writes);
+    }
+    let stats = rt
+        .module("aerosol")
+        .unwrap()
+        .query(&state, "stats", &Default::default())
+        .unwrap();
+    assert_eq!(stats["alerts"], alerts.len());
+}
+
+#[test]
+fn devices_match_presence_from_the_venue_ids_they_heard() {
+    let s = secret("cafe");
+    let day = 19_700u32;
+    let start = u64::from(day) * DAY_S + 10 * 3600;
+    let alert = AerosolAlertTx {
+        venue: VenueId::derive(&s, day).0,
+        start_s: start,
+        end_s: start + 900,
+        risk_ppm: 20_000,
+        kind: AlertKind::VentilationFailure,
+    };
+    let other = AerosolAlertTx {
+        venue: VenueId::derive(&secret("office"), day).0,
+        ..alert
+    };
+    let alerts = [alert, other];
+    let heard = |venue: VenueId, t_s: u64| vec![HeardBeacon { venue, t_s }];
+    // present: heard the cafe's id of that day during the window
+    let present = heard(VenueId::derive(&s, day), start + 300);
+    assert_eq!(alerts_for_device(&alerts, &present, 60), vec![alert]);
+    // just outside the window, within and beyond the tolerance
+    assert_eq!(
+        alerts_for_device(&alerts, &heard(VenueId::derive(&s, day), start + 950), 60),
+        vec![alert]
+    );
+    assert_eq!(
+        alerts_for_device(&alerts, &heard(VenueId::derive(&s, day), start + 2000), 60),
+        vec![]
+    );
+    // absent: heard nothing, or another venue at other times
+    assert_eq!(alerts_for_device(&alerts, &[], 60), vec![]);
+    // the cafe on another day: a different rolling id, even at the same time of day
+    let yesterday = heard(VenueId::derive(&s, day - 1), start - DAY_S + 300);
+    assert_eq!(alerts_for_device(&alerts, &yesterday, 60), vec![]);
+    let ids_of_yesterday_at_the_window = heard(VenueId::derive(&s, day - 1), start + 300);
+    assert_eq!(
+        alerts_for_device(&alerts, &ids_of_yesterday_at_the_window, 60),
+        vec![]
+    );
+    // both venues heard: both alerts
+    let mut both = present.clone();
+    both.push(HeardBeacon {
+        venue: VenueId(other.venue),
+        t_s: start + 600,
+    });
+    assert_eq!(alerts_for_device(&alerts, &both, 60), vec![alert, other]);
+}
