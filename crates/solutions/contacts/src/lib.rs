@@ -14,6 +14,9 @@
 //! - [`ChainQuery`] → [`ContactChains`]: a bounded, deterministic k-hop search (see
 //!   [`query`] for the exact semantics): one best chain per reached case, earliest arrival
 //!   (forward) or latest departure (backward) when time-respecting, fewest hops otherwise.
+//! - [`ContactLinker`]: turns the ledger's diagnosis uploads (cases, their keys' RPIs) and
+//!   exposure notices (source case, one exposed RPI, day, score) into encounters between
+//!   confirmed cases, in either order, deduped, with revocation (see [`linker`]).
 //! - [`synth`]: a seeded synthetic workload (skewed degrees) for benchmarks and tests.
 //!
 //! Architecture invariant: pure. No I/O, no clock, no randomness (the synthetic generator
@@ -21,11 +24,13 @@
 //! [`ContactError`], never a panic.
 
 pub mod graph;
+pub mod linker;
 pub mod live;
 pub mod query;
 pub mod synth;
 
 pub use graph::{CaseId, ContactGraph, Encounter, EncounterFilter, TimeWindow};
+pub use linker::{ContactLinker, LinkerConfig, NoticeInput, UploadId};
 pub use live::LiveContactGraph;
 pub use query::{Chain, ChainQuery, ContactChains, Direction, Hop, MAX_HOPS};
 
