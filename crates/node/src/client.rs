@@ -322,6 +322,33 @@ impl Client {
         })
     }
 
+    /// `GET /v1/contacts/chains`: the contact chains of the confirmed case of diagnosis
+    /// upload `case` (nodes with `[contacts]`). `None` leaves a parameter at the node's
+    /// default (2 hops, forward, time-respecting, 100 chains).
+    pub async fn contact_chains(
+        &self,
+        case: &Hash,
+        hops: Option<u8>,
+        direction: Option<&str>,
+        time_respecting: Option<bool>,
+        max_results: Option<usize>,
+    ) -> Result<crate::api::contacts::ContactChainsResponse, ClientError> {
+        let mut q: Vec<(&str, String)> = vec![("case", case.to_hex())];
+        if let Some(h) = hops {
+            q.push(("hops", h.to_string()));
+        }
+        if let Some(d) = direction {
+            q.push(("direction", d.to_string()));
+        }
+        if let Some(t) = time_respecting {
+            q.push(("time_respecting", t.to_string()));
+        }
+        if let Some(m) = max_results {
+            q.push(("max_results", m.to_string()));
+        }
+        self.get_json("/v1/contacts/chains", &q).await
+    }
+
     /// `GET /openapi.json`.
     pub async fn openapi(&self) -> Result<serde_json::Value, ClientError> {
         self.get_json("/openapi.json", &[]).await

@@ -144,6 +144,11 @@ pub struct NodeConfig {
     /// edge nodes with `[mqtt]`, GAEN exports on any node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracing: Option<crate::tracing_worker::TracingConfig>,
+    /// Contact chains among confirmed cases (the `[contacts]` table; see
+    /// [`crate::contacts_service::ContactsConfig`]): full nodes only, cloud nodes in
+    /// practice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contacts: Option<crate::contacts_service::ContactsConfig>,
 }
 
 mod defaults {
@@ -202,6 +207,7 @@ impl NodeConfig {
             consensus: ConsensusSettings::default(),
             mqtt: None,
             tracing: None,
+            contacts: None,
         }
     }
 
@@ -295,6 +301,12 @@ impl NodeConfig {
         }
         if let Some(t) = &self.tracing {
             t.validate()?;
+        }
+        if let Some(c) = &self.contacts {
+            c.validate()?;
+            if self.light {
+                return Err("[contacts] needs a full replica; a light edge node has none".into());
+            }
         }
         if self.role != Role::Validator && self.upstream.is_empty() {
             return Err(format!("an {} node needs at least one upstream", self.role));

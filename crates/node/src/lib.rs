@@ -24,6 +24,9 @@
 //!   devices' diagnosis keys to the ledger, matches released keys against the stored
 //!   encounters, publishes exposure notices and pushes them to devices over MQTT; any node
 //!   with `[tracing]` serves signed GAEN exports (`GET /v1/tracing/exports/{day}.zip`).
+//! - [`contacts_service`]: a node with `[contacts]` (a cloud follower) links the ledger's
+//!   diagnosis uploads and exposure notices into encounters between confirmed cases and
+//!   serves k-hop contact chains (`GET /v1/contacts/chains`).
 //! - [`devsim`]: simulated phones (GAEN broadcaster, sighting log, signing identity, MQTT
 //!   client) driven by a caller's clock and seeded RNG, for `trustedge tracing simulate`
 //!   and tests.
@@ -40,6 +43,7 @@ pub mod api;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod contacts_service;
 pub mod devsim;
 pub mod edge_store;
 mod error;

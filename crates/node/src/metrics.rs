@@ -185,6 +185,8 @@ pub struct Metrics {
     pub edge: crate::ingest::EdgeMetrics,
     /// Contact tracing ([`crate::tracing_worker`]).
     pub tracing: crate::tracing_worker::TracingMetrics,
+    /// Contact chains ([`crate::contacts_service`]).
+    pub contacts: crate::contacts_service::ContactsMetrics,
 }
 
 impl Default for Metrics {
@@ -215,6 +217,7 @@ impl Metrics {
             gossip: GossipMetrics::default(),
             edge: crate::ingest::EdgeMetrics::default(),
             tracing: crate::tracing_worker::TracingMetrics::default(),
+            contacts: crate::contacts_service::ContactsMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -322,6 +325,7 @@ impl Metrics {
         );
         m.edge.register(r);
         m.tracing.register(r);
+        m.contacts.register(r);
         Metrics { registry, ..m }
     }
 

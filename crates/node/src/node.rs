@@ -138,6 +138,7 @@ pub struct RunningNode {
     worker: JoinHandle<()>,
     gossip: Option<JoinHandle<()>>,
     edge: Option<EdgeParts>,
+    contacts: Option<JoinHandle<()>>,
 }
 
 impl RunningNode {
@@ -188,6 +189,10 @@ impl RunningNode {
         }
         if let Some(edge) = self.edge {
             stop_edge(edge).await;
+        }
+        if let Some(c) = self.contacts {
+            // The contact index only stops; a failed one has nothing left to report.
+            let _ = c.await;
         }
         let server = self.server.await;
         worker.map_err(|e| NodeError::Task {
@@ -374,6 +379,14 @@ pub async fn start_with_config(
         .await?;
         e.tasks.push(task);
     }
+    let (contacts, contacts_task) = match config.contacts.as_ref().filter(|c| c.enabled) {
+        Some(c) => {
+            let (handle, task) =
+                crate::contacts_service::start(c, ledger.clone(), metrics.clone(), stop_rx.clone());
+            (Some(handle), Some(task))
+        }
+        None => (None, None),
+    };
     let app = api::router(ApiContext {
         ledger: ledger.clone(),
         metrics: metrics.clone(),
@@ -386,6 +399,7 @@ pub async fn start_with_config(
         max_request_bytes: config.max_request_bytes,
         edge_store: edge.as_ref().map(|e| e.store.clone()),
         tracing_export,
+        contacts,
     });
     let gossip_task = gossip.as_ref().map(|g| g.start(stop_rx.clone()));
     let mut server_stop = stop_rx;
@@ -417,6 +431,7 @@ pub async fn start_with_config(
         worker,
         gossip: gossip_task,
         edge,
+        contacts: contacts_task,
     })
 }
 
@@ -566,6 +581,9 @@ pub async fn run_node(home: &Path, shutdown: impl Future<Output = ()>) -> Result
             }
             if let Some(edge) = node.edge.take() {
                 stop_edge(edge).await;
+            }
+            if let Some(c) = node.contacts.take() {
+                let _ = c.await;
             }
             r.map_err(|e| NodeError::Task { task: "api", message: e.to_string() })?
         }

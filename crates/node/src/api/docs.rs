@@ -41,6 +41,7 @@ use super::types::{
         super::edge::record_proof,
         super::tracing::notices,
         super::tracing::export,
+        super::contacts::chains,
         handlers::metrics,
         handlers::openapi,
     ),
@@ -64,6 +65,9 @@ use super::types::{
         super::edge::EdgeRecordProofResponse,
         super::tracing::TracingNotice,
         super::tracing::TracingNoticesResponse,
+        super::contacts::ContactChainsResponse,
+        super::contacts::ContactChainResponse,
+        super::contacts::ContactHopResponse,
     )),
     tags(
         (name = "transactions", description = "Submitting transactions and following them"),
@@ -72,6 +76,7 @@ use super::types::{
         (name = "state", description = "Module queries, events, organisations and devices"),
         (name = "node", description = "Status, genesis, metrics, this document"),
         (name = "tracing", description = "Exposure notices and GAEN key exports for devices"),
+        (name = "contacts", description = "Contact chains among confirmed cases (cloud nodes)"),
     )
 )]
 pub struct ApiDoc;

@@ -5,6 +5,7 @@
 //! [`MAX_CONCURRENT_LEDGER_CALLS`] at a time. Every error is JSON `{"code","message"}`
 //! (see [`error`] for the codes and statuses); nothing a client sends makes a handler panic.
 
+pub mod contacts;
 pub mod docs;
 pub mod edge;
 pub mod error;
@@ -66,6 +67,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/edge/records/{id}/proof"),
     ("get", "/v1/tracing/notices"),
     ("get", "/v1/tracing/exports/{file}"),
+    ("get", "/v1/contacts/chains"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
 ];
@@ -94,6 +96,8 @@ pub struct ApiContext {
     pub edge_store: Option<Arc<crate::edge_store::EdgeStore>>,
     /// The GAEN export signer, on nodes with `[tracing]`.
     pub tracing_export: Option<Arc<crate::tracing_worker::ExportSigner>>,
+    /// The contact index, on nodes with `[contacts]`.
+    pub contacts: Option<crate::contacts_service::ContactsHandle>,
 }
 
 /// The shared state of the handlers.
@@ -155,6 +159,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/v1/edge/records/{id}/proof", get(edge::record_proof))
         .route("/v1/tracing/notices", get(tracing::notices))
         .route("/v1/tracing/exports/{file}", get(tracing::export))
+        .route("/v1/contacts/chains", get(contacts::chains))
         .route("/metrics", get(h::metrics))
         .route("/openapi.json", get(h::openapi))
         .fallback(h::no_route)
