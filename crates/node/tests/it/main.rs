@@ -12,6 +12,7 @@
 mod bad_upstream;
 mod common;
 mod consensus;
+mod contacts;
 mod docs_metrics;
 mod edge_mqtt;
 mod follower;
