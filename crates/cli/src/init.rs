@@ -13,6 +13,9 @@
 //! of the edge operator, so relays and notices never share nonces with the anchoring
 //! loop, which signs with `key.json`), and the laboratory gets a Clinician whose key,
 //! `DIR/keys/laboratory-1-clinician.json`, issues verification certificates.
+//!
+//! Cloud nodes get `[contacts]`: they index contact chains among confirmed cases from the
+//! ledger and serve `GET /v1/contacts/chains` (`trustedge tracing chains`).
 
 use std::path::{Path, PathBuf};
 
@@ -511,6 +514,10 @@ fn write_config(
             key_path: Some(PathBuf::from(TRACING_KEY_FILE)),
             ..Default::default()
         });
+    }
+    if n.role == NodeRole::Cloud {
+        // Cloud nodes index contact chains among confirmed cases from the ledger.
+        config.contacts = Some(trustedge_node::contacts_service::ContactsConfig::default());
     }
     if n.home.join(trustedge_node::config::CONFIG_FILE).exists() {
         anyhow::bail!(

@@ -11,6 +11,7 @@ mod bench;
 mod bench_contacts;
 mod bench_ledger;
 mod bench_matching;
+mod chains_cmd;
 mod children;
 mod demo;
 mod devnet;

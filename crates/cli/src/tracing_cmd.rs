@@ -38,6 +38,9 @@ enum TracingCommand {
     /// process, N simulated phones over MQTT playing a seeded day, a confirmed case relayed;
     /// prints precision/recall of the notices, their latency and pure-GAEN agreement.
     Simulate(crate::tracing_sim::SimulateArgs),
+    /// Contact chains of a confirmed case (its diagnosis upload id) through other confirmed
+    /// cases, from a cloud node with `[contacts]`: per hop the two cases, day and score.
+    Chains(crate::chains_cmd::ChainsArgs),
     /// GAEN key export files (a zip of export.bin + export.sig): inspect, build, keygen.
     Export {
         #[command(subcommand)]
@@ -115,6 +118,9 @@ pub fn run(args: &TracingArgs) -> anyhow::Result<()> {
         // Async inside the CLI's multi-thread runtime: this thread blocks, others run it.
         TracingCommand::Simulate(args) => tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(crate::tracing_sim::run(args))
+        }),
+        TracingCommand::Chains(args) => tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(crate::chains_cmd::run(args))
         }),
         TracingCommand::Export { command } => match command {
             ExportCommand::Inspect {
