@@ -396,24 +396,31 @@ fn step(
     cursors: &mut Cursors,
     compact_every: usize,
 ) -> Result<(), String> {
-    // The day of the latest block bounds what the linker keeps.
-    let today = ledger
-        .latest_header()
-        .map_err(|e| e.to_string())?
-        .map(|h| u32::try_from(h.time_ms / 1000 / 86_400).unwrap_or(u32::MAX));
+    // Both modules' events in ledger order, each with its block's UTC day (which bounds what
+    // the linker keeps, so that a replay from genesis keeps what live indexing kept).
     let mut inputs = read_inputs(ledger, diagnosis::NAME, &mut cursors.diagnosis)?;
     inputs.extend(read_inputs(ledger, exposure::NAME, &mut cursors.exposure)?);
+    inputs.sort_by_key(|(pos, _)| *pos);
+    let mut days: std::collections::BTreeMap<u64, u32> = std::collections::BTreeMap::new();
+    for (pos, _) in &inputs {
+        if let std::collections::btree_map::Entry::Vacant(e) = days.entry(pos.0) {
+            let header = ledger.store().header(pos.0).map_err(|e| e.to_string())?;
+            if let Some(h) = header {
+                e.insert(u32::try_from(h.time_ms / 1000 / 86_400).unwrap_or(u32::MAX));
+            }
+        }
+    }
     let m = &handle.metrics.contacts;
     let mut index = handle
         .index
         .write()
         .map_err(|_| "contact index poisoned".to_string())?;
     let Index { linker, graph } = &mut *index;
-    if let Some(day) = today {
-        linker.advance_day(day);
-    }
-    for input in &inputs {
+    for (pos, input) in &inputs {
         m.events.inc();
+        if let Some(&day) = days.get(&pos.0) {
+            linker.advance_day(day);
+        }
         let r = match input {
             Input::Keys(up, keys) => linker.add_keys(&up.0, keys).map(|_| ()),
             Input::Notice(n) => linker.add_notice(n).map(|_| ()),
@@ -445,19 +452,22 @@ fn step(
     Ok(())
 }
 
+/// An event's position: height, transaction index, event index.
+type Pos = (u64, u32, u32);
+
 /// The new events of `module` since `cursor`, turned into linker inputs (read from the
-/// replica's current state).
+/// replica's current state), with their positions.
 fn read_inputs(
     ledger: &Ledger,
     module: &str,
     cursor: &mut Option<EventCursor>,
-) -> Result<Vec<Input>, String> {
+) -> Result<Vec<(Pos, Input)>, String> {
     let filter = EventFilter {
         module: Some(module.into()),
         ..EventFilter::default()
     };
     // Events first, then the state: every event read is committed in the snapshot.
-    let mut raw: Vec<(String, Option<Hash>)> = Vec::new();
+    let mut raw: Vec<(Pos, String, Option<Hash>)> = Vec::new();
     loop {
         let page = ledger
             .events(&filter, *cursor, EVENTS_PAGE)
@@ -471,7 +481,11 @@ fn read_inputs(
                     .and_then(|a| Hash::from_hex(&a.value).ok())
             };
             let id = attr("upload_id").or_else(|| attr("notice_id"));
-            raw.push((ev.event.kind.clone(), id));
+            raw.push((
+                (ev.height, ev.tx_index, ev.event_index),
+                ev.event.kind.clone(),
+                id,
+            ));
         }
         match page.next {
             Some(next) => *cursor = Some(next),
@@ -489,29 +503,32 @@ fn read_inputs(
     }
     let snap = ledger.store().snapshot().map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    for (kind, id) in raw {
+    for (pos, kind, id) in raw {
         let Some(id) = id else { continue };
         match (module, kind.as_str()) {
             (diagnosis::NAME, "keys_published" | "keys_released") => {
                 let keys = released_keys(&snap, &id)?;
                 if !keys.is_empty() {
-                    out.push(Input::Keys(id, keys));
+                    out.push((pos, Input::Keys(id, keys)));
                 }
             }
             (diagnosis::NAME, "keys_revoked") => {
-                out.push(Input::Revoke(revoked_uploads(&snap, &id)?));
+                out.push((pos, Input::Revoke(revoked_uploads(&snap, &id)?)));
             }
             (exposure::NAME, "notice_published") => {
                 if let Some(n) = exposure::notice(&snap, &id).map_err(|e| e.to_string())?
                     && let Some(rpi) = n.rpis.first()
                 {
-                    out.push(Input::Notice(NoticeInput {
-                        id: id.0,
-                        rpi: *rpi,
-                        day: n.day,
-                        risk_score: n.risk_score,
-                        source_upload: n.source_upload.0,
-                    }));
+                    out.push((
+                        pos,
+                        Input::Notice(NoticeInput {
+                            id: id.0,
+                            rpi: *rpi,
+                            day: n.day,
+                            risk_score: n.risk_score,
+                            source_upload: n.source_upload.0,
+                        }),
+                    ));
                 }
             }
             _ => {}

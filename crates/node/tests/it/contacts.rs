@@ -202,6 +202,33 @@ async fn a_cloud_follower_serves_two_hop_chains_from_ledger_records() {
     assert_eq!(r.chains.len(), 2);
     assert_eq!(r.chains[0].direction, "any");
 
+    // A cloud node started afterwards replays the history from genesis to the same answer.
+    let late_home = write_home(&g, Role::Cloud, None, &[validator.url()], |c| {
+        c.contacts = Some(ContactsConfig {
+            poll_interval_ms: 20,
+            ..ContactsConfig::default()
+        });
+    });
+    let late = start_home(late_home, None).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = late
+            .client
+            .contact_chains(&a, Some(2), Some("forward"), None, None)
+            .await;
+        if let Ok(r) = r
+            && r == answer
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the late cloud node did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    late.stop().await;
+
     // Typed refusals.
     let url = cloud.url();
     let path = |q: &str| format!("/v1/contacts/chains?{q}");
