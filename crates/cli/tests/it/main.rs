@@ -12,6 +12,7 @@
 mod aerosol;
 mod bench_contacts;
 mod bench_matching;
+mod chains;
 mod common;
 mod devnet;
 mod distance;
