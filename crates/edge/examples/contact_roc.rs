@@ -91,6 +91,7 @@ fn score(scorer: &DistanceScorer, c: &Contact) -> (u64, u64) {
             first_seen_s: first.0,
             last_seen_s: last.0,
             samples: &samples,
+            ranges: &[],
             report_type: ReportType::ConfirmedTest,
             days_since_onset: None,
         };

@@ -38,7 +38,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use trustedge_contracts::exposure::{ExposureNotice, MAX_NOTICES_PER_CALL};
 use trustedge_tracing::matching::{DEFAULT_SKEW_S, Observation, RpiIndex, match_keys};
-use trustedge_tracing::sightings::RssiSample;
+use trustedge_tracing::sightings::{RangeSample, RangeSource, RssiSample};
 use trustedge_tracing::upload::EncounterUpload;
 use trustedge_tracing::{DiagnosisKey, ReportType, Rpi};
 use trustedge_types::Hash;
@@ -70,6 +70,9 @@ pub struct EncounterInput<'a> {
     pub last_seen_s: u64,
     /// RSSI samples (offsets from `first_seen_s`).
     pub samples: &'a [RssiSample],
+    /// Ranges from the receiver's other radios (UWB, Wi-Fi RTT; offsets from
+    /// `first_seen_s`), empty when it has none.
+    pub ranges: &'a [RangeSample],
     /// The case key's report type.
     pub report_type: ReportType,
     /// The case key's days since symptom onset, when known.
@@ -393,6 +396,7 @@ impl ExposureEngine {
                 first_seen_s: enc.first_seen_s,
                 last_seen_s: enc.last_seen_s,
                 samples: &enc.samples,
+                ranges: &enc.ranges,
                 report_type: key.report_type,
                 days_since_onset: key.days_since_onset,
             });
@@ -451,6 +455,12 @@ impl ExposureEngine {
 /// (`trustedge_distance::exposure`), and the close-contact rule on distances estimated by
 /// the learned model over chunks of each encounter.
 ///
+/// When the encounter carries ranges from other radios (UWB, Wi-Fi RTT), each chunk's
+/// BLE distance is fused with the ranges that fall in the chunk
+/// (`trustedge_distance::fusion::fuse`, σ from `RangingErrorModel::{UWB, WIFI_RTT}`), so
+/// the close-contact rule sees the fused distance; see [`fuse_chunk`]. Without ranges the
+/// BLE distance is used as is.
+///
 /// The link's calibration is the receiver's model from the registry with the
 /// transmitter's TX power read from its decrypted AEM. Infectiousness is high for keys
 /// from 2 days before to 5 days after symptom onset and standard otherwise (and when the
@@ -505,9 +515,36 @@ impl ExposureScorer for DistanceScorer {
                 .sum();
         }
         let max_m = self.rule.max_distance_m;
-        if let Ok(intervals) = contact_intervals(&samples, self.chunk_s, &self.windows, |s| {
+        if let Ok(mut intervals) = contact_intervals(&samples, self.chunk_s, &self.windows, |s| {
             self.estimator.estimate_with(s, &link)
         }) {
+            if !e.ranges.is_empty() {
+                let ranges: Vec<(u64, u32, RangeSource)> = e
+                    .ranges
+                    .iter()
+                    .map(|r| {
+                        (
+                            e.first_seen_s + u64::from(r.offset_s),
+                            r.distance_cm,
+                            r.source,
+                        )
+                    })
+                    .collect();
+                // Chunk k covers [its start, the next chunk's start); the last one runs
+                // to the last sighting.
+                let starts: Vec<u64> = intervals.iter().map(|i| i.start_s).collect();
+                for (k, iv) in intervals.iter_mut().enumerate() {
+                    let end = starts.get(k + 1).copied();
+                    let within: Vec<(u32, RangeSource)> = ranges
+                        .iter()
+                        .filter(|r| {
+                            r.0 >= iv.start_s && end.map_or(r.0 <= e.last_seen_s, |x| r.0 < x)
+                        })
+                        .map(|r| (r.1, r.2))
+                        .collect();
+                    iv.distance = fuse_chunk(iv.distance, &within);
+                }
+            }
             out.close_s = intervals
                 .iter()
                 .filter(|i| i.distance.meters <= max_m)
@@ -520,6 +557,53 @@ impl ExposureScorer for DistanceScorer {
     fn is_close_contact(&self, day: &DaySummary) -> bool {
         day.close_s as f64 / 60.0 >= self.rule.min_minutes_per_day
     }
+}
+
+/// One chunk's distance: the BLE estimate fused with the chunk's ranges (distance in cm,
+/// source). Ranges of one source within a chunk share their geometry (and any NLOS
+/// bias), so they are not independent: each source contributes ONE observation, the
+/// median of its ranges, with that technology's single-range σ
+/// (`RangingErrorModel::{UWB, WIFI_RTT}`) — the median drops the occasional outlier
+/// without claiming a √n gain. The fusion's gate drops whichever disagrees beyond 3σ
+/// (usually BLE when a phone is in a bag). Without ranges, or if fusion fails, the BLE
+/// estimate is returned unchanged.
+pub fn fuse_chunk(
+    ble: trustedge_distance::DistanceEstimate,
+    ranges: &[(u32, RangeSource)],
+) -> trustedge_distance::DistanceEstimate {
+    use trustedge_distance::fusion::{FusionConfig, RangeObservation, RangingErrorModel, fuse};
+    if ranges.is_empty() {
+        return ble;
+    }
+    let mut obs = vec![RangeObservation::from(ble)];
+    for (source, model) in [
+        (RangeSource::Uwb, RangingErrorModel::UWB),
+        (RangeSource::WifiRtt, RangingErrorModel::WIFI_RTT),
+    ] {
+        let mut cm: Vec<u32> = ranges
+            .iter()
+            .filter(|r| r.1 == source)
+            .map(|r| r.0)
+            .collect();
+        if cm.is_empty() {
+            continue;
+        }
+        cm.sort_unstable();
+        let mid = cm.len() / 2;
+        let median_cm = if cm.len() % 2 == 1 {
+            f64::from(cm[mid])
+        } else {
+            (f64::from(cm[mid - 1]) + f64::from(cm[mid])) / 2.0
+        };
+        obs.push(RangeObservation::from(
+            trustedge_distance::DistanceEstimate {
+                meters: median_cm / 100.0,
+                sigma_m: model.sigma_m,
+                source: model.source,
+            },
+        ));
+    }
+    fuse(&obs, &FusionConfig::default()).map_or(ble, |f| f.estimate)
 }
 
 fn score_to_u32(score: f64) -> u32 {
@@ -639,6 +723,7 @@ mod tests {
                 first_seen_s: t,
                 last_seen_s: t,
                 samples: vec![],
+                ranges: vec![],
             });
             e.last_seen_s = t;
             e.samples.push(RssiSample {
@@ -891,6 +976,7 @@ mod tests {
             first_seen_s: T0,
             last_seen_s: T0 + 19 * 60,
             samples,
+            ranges: &[],
             report_type: ReportType::ConfirmedTest,
             days_since_onset: None,
         };
@@ -910,6 +996,145 @@ mod tests {
             close_s: wf.close_s,
             ..DaySummary::default()
         }));
+    }
+
+    /// 20 one-minute RSSI samples at `d` m on one link, `extra_loss_db` weaker (a phone
+    /// in a bag), and `ranges` one every 30 s over the same 19 minutes.
+    fn ranged(
+        seed: u64,
+        d: f64,
+        extra_loss_db: i8,
+        range_cm: Option<(u32, RangeSource)>,
+    ) -> (Vec<RssiSample>, Vec<RangeSample>) {
+        use rand_core::SeedableRng;
+        use trustedge_distance::channel::{DEVICE_MODELS, LinkContext, sample_rssi};
+        let m = DEVICE_MODELS[0];
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let ctx = LinkContext::random(m, m, &mut rng);
+        let samples = (0..20)
+            .map(|i| RssiSample {
+                offset_s: i * 60,
+                rssi_dbm: sample_rssi(d, &ctx, &mut rng).saturating_sub(extra_loss_db),
+            })
+            .collect();
+        let ranges = range_cm
+            .map(|(cm, source)| {
+                (0..39)
+                    .map(|i| RangeSample {
+                        offset_s: i * 30,
+                        distance_cm: cm,
+                        source,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (samples, ranges)
+    }
+
+    fn close_s_of(scorer: &DistanceScorer, samples: &[RssiSample], ranges: &[RangeSample]) -> u64 {
+        let m = trustedge_distance::channel::DEVICE_MODELS[0];
+        scorer
+            .score(&EncounterInput {
+                rx_model: m.name,
+                rx_tx_power_dbm: m.tx_power_dbm as i8,
+                tx_power_dbm: m.tx_power_dbm as i8,
+                first_seen_s: T0,
+                last_seen_s: T0 + 19 * 60,
+                samples,
+                ranges,
+                report_type: ReportType::ConfirmedTest,
+                days_since_onset: None,
+            })
+            .close_s
+    }
+
+    #[test]
+    fn ranges_from_other_radios_are_fused_into_the_close_contact_distance() {
+        let scorer = small_scorer();
+        let close = |s: u64| {
+            scorer.is_close_contact(&DaySummary {
+                close_s: s,
+                ..DaySummary::default()
+            })
+        };
+        // Phone in a bag: 1 m apart, BLE 25 dB weaker, so BLE alone says far…
+        let (bag, uwb_1m) = ranged(5, 1.0, 25, Some((100, RangeSource::Uwb)));
+        assert!(!close(close_s_of(&scorer, &bag, &[])));
+        // …but UWB says 1 m for the whole 19 minutes: a close contact.
+        let fused = close_s_of(&scorer, &bag, &uwb_1m);
+        assert!(close(fused), "close_s {fused}");
+        // BLE says near, UWB says 8 m: not a close contact.
+        let (near, uwb_8m) = ranged(6, 0.5, 0, Some((800, RangeSource::Uwb)));
+        assert!(close(close_s_of(&scorer, &near, &[])));
+        assert!(!close(close_s_of(&scorer, &near, &uwb_8m)));
+        // Wi-Fi RTT (σ 1.5 m) is weak evidence at 1 m (σ/d = 1.5 in log-distance: it only
+        // pulls the bag's BLE distance closer) but strong at 8 m (σ/d ≈ 0.19): it
+        // overrides a BLE "near".
+        let (_, rtt_8m) = ranged(6, 0.5, 0, Some((800, RangeSource::WifiRtt)));
+        assert!(!close(close_s_of(&scorer, &near, &rtt_8m)));
+        // Ranges only in the first 5 minutes fix only that part: not 15 minutes close.
+        let early: Vec<RangeSample> = uwb_1m
+            .iter()
+            .copied()
+            .filter(|r| r.offset_s < 300)
+            .collect();
+        assert!(!close(close_s_of(&scorer, &bag, &early)));
+    }
+
+    #[test]
+    fn fuse_chunk_takes_one_median_per_source_and_keeps_ble_without_ranges() {
+        use trustedge_distance::{DistanceEstimate, RangingSource};
+        let ble = DistanceEstimate {
+            meters: 6.0,
+            sigma_m: 4.0,
+            source: RangingSource::Ble,
+        };
+        assert_eq!(fuse_chunk(ble, &[]), ble);
+        // One NLOS-like outlier (+3 m) among five UWB ranges at 1 m: the median ignores it.
+        let uwb: Vec<(u32, RangeSource)> = [100, 101, 400, 99, 100]
+            .into_iter()
+            .map(|cm| (cm, RangeSource::Uwb))
+            .collect();
+        let f = fuse_chunk(ble, &uwb);
+        assert!((f.meters - 1.0).abs() < 0.05, "{f:?}");
+        assert!(f.sigma_m < 0.2, "{f:?}");
+    }
+
+    #[test]
+    fn the_engine_passes_an_encounters_ranges_to_the_scorer() {
+        let scorer = small_scorer();
+        let case = device(1, 60);
+        let rx = device(2, 60);
+        // 40 minutes heard at −95 dBm: far by BLE.
+        let far = heard(&rx, &case, 0, 40, -95);
+        let run = |uploads: Vec<EncounterUpload>| {
+            let mut engine = ExposureEngine::new(EngineConfig::default()).unwrap();
+            for u in uploads {
+                engine.add_upload(link(2), u).unwrap();
+            }
+            let out = engine.process(Hash::sha256(b"r"), &keys_of(&case), &scorer, [3; 32]);
+            assert!(out.matches > 0);
+            out.decisions.iter().any(|d| d.close_contact)
+        };
+        assert!(!run(far.clone()));
+        let with_uwb: Vec<EncounterUpload> = far
+            .into_iter()
+            .map(|mut u| {
+                for e in &mut u.encounters {
+                    e.ranges = e
+                        .samples
+                        .iter()
+                        .map(|s| RangeSample {
+                            offset_s: s.offset_s,
+                            distance_cm: 90,
+                            source: RangeSource::Uwb,
+                        })
+                        .collect();
+                }
+                u
+            })
+            .collect();
+        assert!(run(with_uwb));
     }
 
     #[test]

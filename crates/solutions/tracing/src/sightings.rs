@@ -7,6 +7,11 @@
 //! [`SightingFilter::max_rpis`] RPIs, each with at most
 //! [`SightingFilter::max_samples`] RSSI samples (older samples are merged pairwise when
 //! the cap is reached).
+//!
+//! When the device has other ranging radios (UWB, Wi-Fi RTT) and ranges a peer it also
+//! hears over BLE, [`SightingLog::record_range`] attaches the range to that peer's RPI;
+//! the encounter then carries [`RangeSample`]s (at most [`MAX_RANGES_PER_ENCOUNTER`]) that
+//! the edge fuses with the BLE distance.
 
 use std::collections::HashMap;
 
@@ -40,6 +45,34 @@ pub struct RssiSample {
     pub rssi_dbm: i8,
 }
 
+/// Most ranging samples kept per encounter (and accepted per encounter in an upload).
+/// 64: one range every ~20 s over a 20-minute RPI; beyond it, every other one is dropped.
+pub const MAX_RANGES_PER_ENCOUNTER: usize = 64;
+
+/// Longest range accepted, in cm (500 m: beyond any UWB or Wi-Fi RTT link, and far
+/// beyond any contact distance).
+pub const MAX_RANGE_CM: u32 = 50_000;
+
+/// The radio a [`RangeSample`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize)]
+pub enum RangeSource {
+    /// Ultra-wideband two-way ranging.
+    Uwb,
+    /// Wi-Fi round-trip time (IEEE 802.11mc FTM).
+    WifiRtt,
+}
+
+/// One range to the peer measured by another radio during an encounter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize)]
+pub struct RangeSample {
+    /// Seconds after the encounter's `first_seen_s`.
+    pub offset_s: u32,
+    /// Measured distance, in cm (1..=[`MAX_RANGE_CM`]).
+    pub distance_cm: u32,
+    /// Which radio measured it.
+    pub source: RangeSource,
+}
+
 /// Everything heard of one RPI: its time span and RSSI samples (in time order).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize)]
 pub struct Encounter {
@@ -53,6 +86,9 @@ pub struct Encounter {
     pub last_seen_s: u64,
     /// RSSI samples, offsets non-decreasing, at most [`SightingFilter::max_samples`].
     pub samples: Vec<RssiSample>,
+    /// Ranges from the device's other radios (UWB, Wi-Fi RTT), offsets non-decreasing and
+    /// within the span, at most [`MAX_RANGES_PER_ENCOUNTER`]; empty without such radios.
+    pub ranges: Vec<RangeSample>,
 }
 
 impl Encounter {
@@ -128,6 +164,16 @@ pub enum SightingError {
     /// A filter bound is zero where at least one is needed.
     #[error("invalid filter: {0}")]
     InvalidFilter(&'static str),
+    /// A range for an RPI the log holds no BLE sighting of (a range alone cannot be
+    /// attributed to a pseudonym).
+    #[error("range for an RPI not heard over BLE")]
+    UnknownRpi,
+    /// A range of zero or over [`MAX_RANGE_CM`].
+    #[error("range of {distance_cm} cm is outside 1..={MAX_RANGE_CM} cm")]
+    InvalidRange {
+        /// The range given.
+        distance_cm: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +184,8 @@ struct Entry {
     scans: u32,
     /// (time, rssi), in arrival order.
     samples: Vec<(u64, i8)>,
+    /// (time, cm, source), in arrival order.
+    ranges: Vec<(u64, u32, RangeSource)>,
 }
 
 /// The bounded, filtered log of sightings, per RPI.
@@ -225,6 +273,7 @@ impl SightingLog {
             last_seen_s: sighting.time_s,
             scans: 0,
             samples: Vec::new(),
+            ranges: Vec::new(),
         });
         entry.first_seen_s = entry.first_seen_s.min(sighting.time_s);
         entry.last_seen_s = entry.last_seen_s.max(sighting.time_s);
@@ -233,6 +282,41 @@ impl SightingLog {
             downsample(&mut entry.samples);
         }
         entry.samples.push((sighting.time_s, sighting.rssi_dbm));
+        Ok(())
+    }
+
+    /// Logs a range to the peer broadcasting `rpi`, measured at `time_s` by another radio
+    /// (`now_s` being the device's time). The RPI must already be in the log (heard over
+    /// BLE); ranges outside the RPI's first-to-last BLE sighting when encounters are
+    /// taken are left out. At most [`MAX_RANGES_PER_ENCOUNTER`] are kept per RPI (when
+    /// full, every other one is dropped, so the whole span stays covered).
+    pub fn record_range(
+        &mut self,
+        rpi: Rpi,
+        time_s: u64,
+        distance_cm: u32,
+        source: RangeSource,
+        now_s: u64,
+    ) -> Result<(), SightingError> {
+        if distance_cm == 0 || distance_cm > MAX_RANGE_CM {
+            return Err(SightingError::InvalidRange { distance_cm });
+        }
+        if time_s > now_s || now_s - time_s > self.filter.retention_s {
+            return Err(SightingError::OutOfWindow { time_s, now_s });
+        }
+        let entry = self
+            .entries
+            .get_mut(&rpi)
+            .ok_or(SightingError::UnknownRpi)?;
+        if entry.ranges.len() >= MAX_RANGES_PER_ENCOUNTER {
+            entry.ranges.sort_by_key(|r| r.0);
+            let mut i = 0usize;
+            entry.ranges.retain(|_| {
+                i += 1;
+                i % 2 == 1
+            });
+        }
+        entry.ranges.push((time_s, distance_cm, source));
         Ok(())
     }
 
@@ -266,6 +350,7 @@ impl SightingLog {
                             rssi_dbm,
                         })
                         .collect(),
+                    ranges: ranges_of(e),
                 }
             })
             .collect();
@@ -292,6 +377,25 @@ impl SightingLog {
         );
         (encounters, index)
     }
+}
+
+/// The entry's ranges within its BLE span, in time order.
+fn ranges_of(e: &Entry) -> Vec<RangeSample> {
+    let mut ranges: Vec<(u64, u32, RangeSource)> = e
+        .ranges
+        .iter()
+        .copied()
+        .filter(|r| (e.first_seen_s..=e.last_seen_s).contains(&r.0))
+        .collect();
+    ranges.sort_by_key(|r| r.0);
+    ranges
+        .into_iter()
+        .map(|(t, distance_cm, source)| RangeSample {
+            offset_s: u32::try_from(t - e.first_seen_s).unwrap_or(u32::MAX),
+            distance_cm,
+            source,
+        })
+        .collect()
 }
 
 fn qualifies(f: &SightingFilter, e: &Entry) -> bool {

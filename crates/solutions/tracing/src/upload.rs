@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use borsh::{BorshDeserialize, BorshSerialize};
 
 use crate::broadcast::BroadcastLog;
-use crate::sightings::Encounter;
+use crate::sightings::{Encounter, MAX_RANGE_CM, MAX_RANGES_PER_ENCOUNTER};
 use crate::{EnIntervalNumber, Rpi};
 
 /// The reading kind of an encounter upload in `DeviceIdentity::sign_reading`.
@@ -117,6 +117,21 @@ impl EncounterUpload {
             if e.samples.iter().any(|s| u64::from(s.offset_s) > span) {
                 return Err(bad("an RSSI sample lies after last_seen_s"));
             }
+            if e.ranges.len() > MAX_RANGES_PER_ENCOUNTER {
+                return Err(bad("too many range samples"));
+            }
+            if e.ranges.windows(2).any(|w| w[1].offset_s < w[0].offset_s) {
+                return Err(bad("range samples are not in time order"));
+            }
+            if e.ranges.iter().any(|r| u64::from(r.offset_s) > span) {
+                return Err(bad("a range sample lies after last_seen_s"));
+            }
+            if e.ranges
+                .iter()
+                .any(|r| r.distance_cm == 0 || r.distance_cm > MAX_RANGE_CM)
+            {
+                return Err(bad("a range is zero or over MAX_RANGE_CM"));
+            }
         }
         Ok(())
     }
@@ -189,9 +204,10 @@ impl EncounterUpload {
     }
 }
 
-/// Encoded size of one encounter: RPI 16, AEM 4, two times 16, sample list 4 + 5 each.
+/// Encoded size of one encounter: RPI 16, AEM 4, two times 16, sample list 4 + 5 each,
+/// range list 4 + 9 each.
 fn encounter_len(e: &Encounter) -> usize {
-    40 + 5 * e.samples.len()
+    44 + 5 * e.samples.len() + 9 * e.ranges.len()
 }
 
 /// Groups encounters by the own RPI the device was broadcasting when each was FIRST

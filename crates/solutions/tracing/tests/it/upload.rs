@@ -6,7 +6,10 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 use trustedge_device::{DeviceIdentity, MAX_READING_PAYLOAD_BYTES};
 use trustedge_tracing::broadcast::Broadcaster;
-use trustedge_tracing::sightings::{Encounter, RssiSample, Sighting, SightingFilter, SightingLog};
+use trustedge_tracing::sightings::{
+    Encounter, MAX_RANGE_CM, MAX_RANGES_PER_ENCOUNTER, RangeSample, RangeSource, RssiSample,
+    Sighting, SightingError, SightingFilter, SightingLog,
+};
 use trustedge_tracing::upload::{
     EncounterUpload, MAX_UPLOAD_BYTES, READING_KIND, UploadError, uploads_by_own_rpi,
 };
@@ -28,6 +31,7 @@ fn encounter(rng: &mut Rng, samples: usize) -> Encounter {
                 rssi_dbm: -40 - (rng.next_u64() % 50) as i8,
             })
             .collect(),
+        ranges: Vec::new(),
     }
 }
 
@@ -182,7 +186,167 @@ fn grouping_puts_each_heard_rpi_under_exactly_one_own_rpi() {
     assert!(seen.contains_key(&neighbour));
 }
 
+/// `n` ranges spread over the encounter's span, alternating UWB and Wi-Fi RTT.
+fn with_ranges(mut e: Encounter, n: usize) -> Encounter {
+    let span = e.duration_s() as u32;
+    e.ranges = (0..n as u32)
+        .map(|i| RangeSample {
+            offset_s: if n > 1 { span * i / (n as u32 - 1) } else { 0 },
+            distance_cm: 50 + 37 * i,
+            source: if i % 2 == 0 {
+                RangeSource::Uwb
+            } else {
+                RangeSource::WifiRtt
+            },
+        })
+        .collect();
+    e
+}
+
+#[test]
+fn ranges_round_trip_count_in_the_size_and_are_validated() {
+    let mut rng = Rng::new(21);
+    let mut u = upload(&mut rng, 3, 10);
+    u.encounters = u
+        .encounters
+        .into_iter()
+        .map(|e| with_ranges(e, MAX_RANGES_PER_ENCOUNTER))
+        .collect();
+    let bytes = u.to_bytes().unwrap();
+    assert_eq!(bytes.len(), u.encoded_len());
+    assert_eq!(EncounterUpload::from_bytes(&bytes).unwrap(), u);
+    // Many ranged encounters: split into parts that each fit and keep everything.
+    let mut big = upload(&mut rng, 40, 20);
+    big.encounters = big
+        .encounters
+        .into_iter()
+        .map(|e| with_ranges(e, 40))
+        .collect();
+    assert!(big.encoded_len() > MAX_UPLOAD_BYTES);
+    let parts = big.clone().split_to_fit(MAX_UPLOAD_BYTES).unwrap();
+    assert!(parts.len() > 1);
+    for p in &parts {
+        assert!(p.to_bytes().unwrap().len() <= MAX_UPLOAD_BYTES);
+    }
+    let all: Vec<Encounter> = parts.into_iter().flat_map(|p| p.encounters).collect();
+    assert_eq!(all, big.encounters);
+
+    let bad = |f: &dyn Fn(&mut Encounter)| {
+        let mut v = u.clone();
+        f(&mut v.encounters[2]);
+        let refused = matches!(
+            v.to_bytes(),
+            Err(UploadError::InvalidEncounter { index: 2, .. })
+        );
+        let raw = borsh::to_vec(&v).unwrap();
+        refused
+            && matches!(
+                EncounterUpload::from_bytes(&raw),
+                Err(UploadError::InvalidEncounter { index: 2, .. })
+            )
+    };
+    assert!(bad(&|e| e.ranges.swap(0, 1)));
+    assert!(bad(&|e| e.ranges[3].distance_cm = 0));
+    assert!(bad(&|e| e.ranges[3].distance_cm = MAX_RANGE_CM + 1));
+    assert!(bad(&|e| {
+        let last = e.ranges.len() - 1;
+        e.ranges[last].offset_s = e.duration_s() as u32 + 1;
+    }));
+    assert!(bad(&|e| {
+        let x = e.ranges[0];
+        e.ranges.insert(0, x);
+    }));
+    // An unknown range source is malformed.
+    let mut raw = upload(&mut rng, 1, 2);
+    raw.encounters[0] = with_ranges(raw.encounters[0].clone(), 1);
+    let mut bytes = raw.to_bytes().unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] = 2;
+    assert!(matches!(
+        EncounterUpload::from_bytes(&bytes),
+        Err(UploadError::Malformed(_))
+    ));
+}
+
+#[test]
+fn the_log_attaches_ranges_to_heard_rpis_within_their_span_and_bounded() {
+    let mut log = SightingLog::new(SightingFilter::default()).unwrap();
+    let t0 = 1_600_000_000u64;
+    let rpi = Rpi([7; 16]);
+    let now = t0 + 3600;
+    assert_eq!(
+        log.record_range(rpi, t0, 100, RangeSource::Uwb, now),
+        Err(SightingError::UnknownRpi)
+    );
+    for k in 0..21u64 {
+        let s = Sighting {
+            rpi,
+            aem: Aem([0; 4]),
+            rssi_dbm: -80,
+            time_s: t0 + 60 * k,
+        };
+        log.record(s, now).unwrap();
+    }
+    assert_eq!(
+        log.record_range(rpi, t0, 0, RangeSource::Uwb, now),
+        Err(SightingError::InvalidRange { distance_cm: 0 })
+    );
+    assert!(matches!(
+        log.record_range(rpi, now + 1, 100, RangeSource::Uwb, now),
+        Err(SightingError::OutOfWindow { .. })
+    ));
+    // 200 ranges, one every 6 s over the BLE span (t0..=t0 + 1200), and a few outside it
+    // (before the first and after the last sighting).
+    for k in 0..200u64 {
+        log.record_range(rpi, t0 + 6 * k, 100 + k as u32, RangeSource::Uwb, now)
+            .unwrap();
+    }
+    for t in [t0 - 5, t0 + 1201, t0 + 1500] {
+        log.record_range(rpi, t, 999, RangeSource::WifiRtt, now)
+            .unwrap();
+    }
+    let e = log.encounters(now).pop().unwrap();
+    assert!(!e.ranges.is_empty() && e.ranges.len() <= MAX_RANGES_PER_ENCOUNTER);
+    assert!(e.ranges.windows(2).all(|w| w[0].offset_s <= w[1].offset_s));
+    assert!(
+        e.ranges
+            .iter()
+            .all(|r| u64::from(r.offset_s) <= e.duration_s())
+    );
+    // Thinning kept the whole span covered, not only the latest ranges.
+    assert!(e.ranges[0].offset_s < 60, "{:?}", e.ranges[0]);
+    assert!(e.ranges.last().unwrap().offset_s > 1000);
+    // A log's encounters upload as they are.
+    let u = EncounterUpload {
+        own_rpi: Rpi([1; 16]),
+        own_interval: EnIntervalNumber(1),
+        device_model: "Pixel 7".into(),
+        tx_power_dbm: -9,
+        encounters: vec![e],
+    };
+    assert_eq!(
+        EncounterUpload::from_bytes(&u.to_bytes().unwrap()).unwrap(),
+        u
+    );
+}
+
 proptest! {
+    #[test]
+    fn mutated_ranged_uploads_never_panic(
+        seed in any::<u64>(), n in 1usize..4, r in 0usize..65, flip in any::<(usize, u8)>()
+    ) {
+        let mut rng = Rng::new(seed);
+        let mut u = upload(&mut rng, n, 5);
+        u.encounters = u.encounters.into_iter().map(|e| with_ranges(e, r)).collect();
+        let mut bytes = u.to_bytes().unwrap();
+        prop_assert_eq!(bytes.len(), u.encoded_len());
+        let i = flip.0 % bytes.len();
+        bytes[i] ^= flip.1 | 1;
+        if let Ok(v) = EncounterUpload::from_bytes(&bytes) {
+            prop_assert!(v.validate().is_ok());
+            prop_assert_eq!(v.to_bytes().unwrap(), bytes);
+        }
+    }
     #[test]
     fn from_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..5000)) {
         let _ = EncounterUpload::from_bytes(&bytes);
