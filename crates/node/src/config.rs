@@ -144,6 +144,10 @@ pub struct NodeConfig {
     /// edge nodes with `[mqtt]`, GAEN exports on any node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracing: Option<crate::tracing_worker::TracingConfig>,
+    /// Aerosol alerts (the `[aerosol]` table; see [`crate::aerosol_worker::AerosolConfig`]):
+    /// rooms scored from air-quality readings on edge nodes with `[mqtt]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aerosol: Option<crate::aerosol_worker::AerosolConfig>,
     /// Contact chains among confirmed cases (the `[contacts]` table; see
     /// [`crate::contacts_service::ContactsConfig`]): full nodes only, cloud nodes in
     /// practice.
@@ -207,6 +211,7 @@ impl NodeConfig {
             consensus: ConsensusSettings::default(),
             mqtt: None,
             tracing: None,
+            aerosol: None,
             contacts: None,
         }
     }
@@ -301,6 +306,12 @@ impl NodeConfig {
         }
         if let Some(t) = &self.tracing {
             t.validate()?;
+        }
+        if let Some(a) = &self.aerosol {
+            a.validate()?;
+            if a.enabled && self.mqtt.is_none() {
+                return Err("[aerosol] needs [mqtt] (it reads the edge store)".into());
+            }
         }
         if let Some(c) = &self.contacts {
             c.validate()?;

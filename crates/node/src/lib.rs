@@ -20,6 +20,8 @@
 //!   on the ledger, replay-checked), keeps them encrypted at rest indexed by pseudonymous
 //!   keys, anchors batches of their digests and serves record proofs
 //!   (`GET /v1/edge/records/{id}/proof`).
+//! - [`aerosol_worker`]: aerosol alerts on an edge node with `[aerosol]`: air-quality
+//!   readings scored per room, alerts published with `aerosol.publish_alerts`.
 //! - [`tracing_worker`]: contact tracing on an edge node with `[tracing]`: relays confirmed
 //!   devices' diagnosis keys to the ledger, matches released keys against the stored
 //!   encounters, publishes exposure notices and pushes them to devices over MQTT; any node
@@ -38,6 +40,7 @@
 //! bytes between the network, the disk and the ledger, and every ledger call runs on a
 //! blocking thread. The clock is injected ([`clock::Clock`]).
 
+pub mod aerosol_worker;
 pub mod anchoring;
 pub mod api;
 pub mod client;

@@ -185,6 +185,8 @@ pub struct Metrics {
     pub edge: crate::ingest::EdgeMetrics,
     /// Contact tracing ([`crate::tracing_worker`]).
     pub tracing: crate::tracing_worker::TracingMetrics,
+    /// Aerosol alerts ([`crate::aerosol_worker`]).
+    pub aerosol: crate::aerosol_worker::AerosolMetrics,
     /// Contact chains ([`crate::contacts_service`]).
     pub contacts: crate::contacts_service::ContactsMetrics,
 }
@@ -217,6 +219,7 @@ impl Metrics {
             gossip: GossipMetrics::default(),
             edge: crate::ingest::EdgeMetrics::default(),
             tracing: crate::tracing_worker::TracingMetrics::default(),
+            aerosol: crate::aerosol_worker::AerosolMetrics::default(),
             contacts: crate::contacts_service::ContactsMetrics::default(),
             registry: Registry::default(),
         };
@@ -325,6 +328,7 @@ impl Metrics {
         );
         m.edge.register(r);
         m.tracing.register(r);
+        m.aerosol.register(r);
         m.contacts.register(r);
         Metrics { registry, ..m }
     }

@@ -379,6 +379,20 @@ pub async fn start_with_config(
         .await?;
         e.tasks.push(task);
     }
+    if let (Some(a), Some(e)) = (config.aerosol.as_ref().filter(|a| a.enabled), edge.as_mut()) {
+        let task = crate::aerosol_worker::start_worker(
+            home,
+            &config,
+            a,
+            e.store.clone(),
+            ledger.clone(),
+            local_addr,
+            metrics.clone(),
+            stop_rx.clone(),
+        )
+        .await?;
+        e.tasks.push(task);
+    }
     let (contacts, contacts_task) = match config.contacts.as_ref().filter(|c| c.enabled) {
         Some(c) => {
             let (handle, task) =

@@ -9,6 +9,7 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod aerosol;
 mod bad_upstream;
 mod common;
 mod consensus;
