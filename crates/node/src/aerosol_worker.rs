@@ -32,23 +32,20 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use trustedge_aerosol::alert::VenueSecret;
 use trustedge_aerosol::risk::Reading;
-use trustedge_chain::{Ledger, TxStatus};
+use trustedge_chain::Ledger;
 use trustedge_contracts::aerosol::{self, AerosolAlertTx, MAX_ALERTS_PER_CALL};
 use trustedge_edge::aerosol::{
     AerosolEdgeConfig, AerosolEdgeError, AerosolEngine, RoomConfig, batches,
 };
-use trustedge_types::{Address, Hash, Keypair, Payload, SignedTx, TxBody};
+use trustedge_types::{Address, Hash, Keypair, Payload};
 
 use crate::client::Client;
 use crate::edge_store::EdgeStore;
 use crate::metrics::Metrics;
+pub use crate::submit::{COMMIT_TIMEOUT, EXPIRY_BLOCKS};
 
 /// The reading kind of an air-quality device.
 pub const AIR_QUALITY_KIND: &str = "air_quality";
-/// Blocks an aerosol transaction stays valid for.
-pub const EXPIRY_BLOCKS: u64 = 100;
-/// How long the worker waits for its transactions to be committed.
-pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts at publishing one alert before it is dropped (and counted an error).
 pub const MAX_PUBLISH_ATTEMPTS: u32 = 5;
 /// Most records read from the store per tick.
@@ -444,64 +441,11 @@ impl AerosolWorker {
         &self,
         payloads: Vec<Payload>,
     ) -> Result<Vec<Result<Hash, String>>, String> {
-        let public = self.key.public();
-        let (last, height, chain) = self
-            .blocking(move |_, l| {
-                Ok((
-                    l.last_nonce(&public).map_err(|e| e.to_string())?,
-                    l.height().map_err(|e| e.to_string())?,
-                    l.chain_id().to_string(),
-                ))
-            })
-            .await?;
-        let txs: Vec<SignedTx> = payloads
-            .into_iter()
-            .enumerate()
-            .map(|(i, payload)| {
-                TxBody {
-                    chain_id: chain.clone(),
-                    signer: public,
-                    nonce: last.saturating_add(1 + i as u64),
-                    expiry_height: height.saturating_add(EXPIRY_BLOCKS),
-                    payload,
-                }
-                .sign(&self.key)
-            })
-            .collect();
-        let r = self
-            .api
-            .submit_batch(&txs)
-            .await
-            .map_err(|e| format!("submission refused: {e}"))?;
-        Ok(r.results
-            .into_iter()
-            .map(|item| match (item.hash, item.error) {
-                (Some(h), _) => Ok(h),
-                (None, Some(e)) => Err(format!("{}: {}", e.code, e.message)),
-                (None, None) => Err("refused".into()),
-            })
-            .collect())
+        crate::submit::sign_and_submit(&self.ledger, &self.api, &self.key, payloads).await
     }
 
-    /// Waits for `hash` on this node's replica: `Ok(height)` when it succeeded.
     async fn await_commit(&self, hash: Hash) -> Result<u64, String> {
-        let deadline = Instant::now() + COMMIT_TIMEOUT;
-        loop {
-            let status = self
-                .blocking(move |_, l| l.tx_status(&hash).map_err(|e| e.to_string()))
-                .await?;
-            if let TxStatus::Committed(p) = status {
-                return if p.result.is_success() {
-                    Ok(p.header.height)
-                } else {
-                    Err(format!("transaction failed: {:?}", p.result.outcome))
-                };
-            }
-            if Instant::now() > deadline {
-                return Err(format!("transaction {hash} not committed in time"));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        crate::submit::await_commit(&self.ledger, hash).await
     }
 }
 

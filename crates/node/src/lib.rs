@@ -58,6 +58,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod node;
 pub mod sealer;
+mod submit;
 pub mod tracing_worker;
 
 pub use api::types::Mode;

@@ -1,0 +1,93 @@
+//! Signing and submitting a worker's own transactions, and waiting for them: shared by the
+//! edge's tracing and aerosol workers, which both publish with a member key through the
+//! node's own API and then watch this node's replica for the outcome.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use trustedge_chain::{Ledger, TxStatus};
+use trustedge_types::{Hash, Keypair, Payload, SignedTx, TxBody};
+
+use crate::client::Client;
+
+/// Blocks a worker's transaction stays valid for.
+pub const EXPIRY_BLOCKS: u64 = 100;
+/// How long a worker waits for one of its transactions to commit.
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn on_ledger<T: Send + 'static>(
+    ledger: &Arc<Ledger>,
+    f: impl FnOnce(&Ledger) -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let ledger = ledger.clone();
+    tokio::task::spawn_blocking(move || f(&ledger))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+/// Signs `payloads` as `key` with consecutive nonces after the replica's last one and
+/// submits them in one batch through `api`: each transaction's hash, or why it was refused.
+pub(crate) async fn sign_and_submit(
+    ledger: &Arc<Ledger>,
+    api: &Client,
+    key: &Keypair,
+    payloads: Vec<Payload>,
+) -> Result<Vec<Result<Hash, String>>, String> {
+    let public = key.public();
+    let (last, height, chain) = on_ledger(ledger, move |l| {
+        Ok((
+            l.last_nonce(&public).map_err(|e| e.to_string())?,
+            l.height().map_err(|e| e.to_string())?,
+            l.chain_id().to_string(),
+        ))
+    })
+    .await?;
+    let txs: Vec<SignedTx> = payloads
+        .into_iter()
+        .enumerate()
+        .map(|(i, payload)| {
+            TxBody {
+                chain_id: chain.clone(),
+                signer: public,
+                nonce: last.saturating_add(1 + i as u64),
+                expiry_height: height.saturating_add(EXPIRY_BLOCKS),
+                payload,
+            }
+            .sign(key)
+        })
+        .collect();
+    let r = api
+        .submit_batch(&txs)
+        .await
+        .map_err(|e| format!("submission refused: {e}"))?;
+    Ok(r.results
+        .into_iter()
+        .map(|item| match (item.hash, item.error) {
+            (Some(h), _) => Ok(h),
+            (None, Some(e)) => Err(format!("{}: {}", e.code, e.message)),
+            (None, None) => Err("refused".into()),
+        })
+        .collect())
+}
+
+/// Waits for `hash` on the replica: `Ok(height)` when it committed and succeeded.
+pub(crate) async fn await_commit(ledger: &Arc<Ledger>, hash: Hash) -> Result<u64, String> {
+    let deadline = Instant::now() + COMMIT_TIMEOUT;
+    loop {
+        let status = on_ledger(ledger, move |l| {
+            l.tx_status(&hash).map_err(|e| e.to_string())
+        })
+        .await?;
+        if let TxStatus::Committed(p) = status {
+            return if p.result.is_success() {
+                Ok(p.header.height)
+            } else {
+                Err(format!("transaction failed: {:?}", p.result.outcome))
+            };
+        }
+        if Instant::now() > deadline {
+            return Err(format!("transaction {hash} not committed in time"));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
