@@ -139,10 +139,26 @@ pub fn settings(listen: u16, peers: Vec<SocketAddr>) -> ConsensusSettings {
     }
 }
 
-/// A free loopback port (bound then released; good enough for tests).
+/// A free loopback port for a validator's p2p listener, which Malachite binds later itself.
+///
+/// Taken below Linux's ephemeral range (32768–60999), so that a relay or any other socket
+/// bound to port 0 between now and the validator's start can never be handed the same port
+/// (that race once failed a test with "address already in use"). A process-wide counter keeps
+/// the tests of this binary apart; the process id spreads concurrent test processes.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let spread = std::process::id().wrapping_mul(97);
+    for _ in 0..SPAN {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + spread.wrapping_add(offset) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + SPAN);
 }
 
 // ---------------------------------------------------------------- relays
