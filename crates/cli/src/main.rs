@@ -13,6 +13,7 @@ mod bench_ledger;
 mod bench_matching;
 mod chains_cmd;
 mod children;
+mod city;
 mod demo;
 mod devnet;
 mod distance_cmd;
