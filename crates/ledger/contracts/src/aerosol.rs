@@ -30,11 +30,29 @@
 //! `risk_ppm ≤ 1,000,000`. An alert is identified by (venue, start, end, kind)
 //! ([`alert_id`]); publishing it again, in the same call or later, is refused.
 //!
+//! # Case presences (for origin inference)
+//! [`AerosolCall::ReportCasePresence`] records that a *confirmed case* (a diagnosis upload on
+//! the ledger) was in alerted rooms: the edge that relays the case's keys also relays, from the
+//! case's device, the venue ids it heard during alerted windows ([`CaseVisit`]: venue id of the
+//! day, start, end — nothing else). Minimal disclosure: each visit must overlap a published
+//! alert of that venue id, so presences outside elevated-risk windows are never accepted. The
+//! upload must be a publication (not a revocation, not wholly revoked since) and each visit's
+//! day must be one of its keys' days ±1 (the case was infectious then). The same visit
+//! (upload, venue, start, end) reported again, in the same call or later, is *refused*
+//! (`duplicate_presence`, `already_exists`), like alerts: a relay that retries sees the
+//! refusal and knows the visit is on the ledger. Linking a confirmed case's upload to venue
+//! pseudonyms is within the privacy rule (a confirmed case's keys are public anyway); nothing
+//! of anyone who was not confirmed is stored.
+//!
 //! # What is stored
 //! - `alert/<alert id: 32 bytes>` → [`AlertRecord`].
 //! - `day/<day: 4 bytes BE>/<alert id>` → alert id: alerts by UTC day.
 //! - `venue/<venue id: 16 bytes>/<day: 4 bytes BE>/<alert id>` → alert id: alerts by venue id.
 //! - `stats` → [`AerosolStats`].
+//! - `presence/<presence id: 32 bytes>` → [`PresenceRecord`].
+//! - `pupload/<upload id: 32 bytes>/<presence id>` → presence id: presences by case.
+//! - `pday/<day: 4 bytes BE>/<presence id>` → presence id: presences by UTC day.
+//! - `pstats` → number of case presences (u64).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -66,8 +84,13 @@ pub const MAX_RISK_PPM: u32 = 1_000_000;
 /// Seconds in a UTC day.
 pub const DAY_S: u64 = 86_400;
 
+/// Most visits in one case-presence report.
+pub const MAX_VISITS_PER_CALL: usize = 64;
+
 /// Domain tag of alert ids.
 const ALERT_ID_TAG: &[u8] = b"trustedge/aerosol-alert/v1";
+/// Domain tag of presence ids.
+const PRESENCE_ID_TAG: &[u8] = b"trustedge/aerosol-case-presence/v1";
 
 /// Why a window alerted.
 #[derive(
@@ -213,10 +236,70 @@ pub struct AerosolStats {
     pub particle_spike: u64,
 }
 
+/// One stay of a confirmed case in a room, as the case's device heard the venue beacon: the
+/// three fields are all a visit carries (see the module docs, "Case presences").
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+#[serde(deny_unknown_fields)]
+pub struct CaseVisit {
+    /// The venue's pseudonymous id for the visit's UTC day (32 hex digits).
+    #[serde(with = "hex16")]
+    pub venue: [u8; 16],
+    /// First heard, Unix seconds (inclusive).
+    pub start_s: u64,
+    /// Last heard, Unix seconds (exclusive).
+    pub end_s: u64,
+}
+
+impl CaseVisit {
+    /// The UTC day of the visit, saturating.
+    pub fn day(&self) -> u32 {
+        day_of(self.start_s)
+    }
+}
+
+/// A case presence as stored and as queries return it.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct PresenceRecord {
+    /// Id: [`presence_id`].
+    pub id: Hash,
+    /// The case's diagnosis upload.
+    pub upload: Hash,
+    /// The venue id of the day (hex).
+    #[serde(with = "hex16")]
+    pub venue: [u8; 16],
+    /// Start, Unix seconds.
+    pub start_s: u64,
+    /// End, Unix seconds.
+    pub end_s: u64,
+    /// UTC day of the visit.
+    pub day: u32,
+    /// The alerts of the venue the visit overlapped when it was reported (at least one; at
+    /// most [`MAX_ALERTS_PER_VISIT`]), so a reader needs no second lookup.
+    pub alerts: Vec<Hash>,
+    /// Height it was reported at.
+    pub height: Height,
+}
+
+/// Most overlapping alerts a presence record names.
+pub const MAX_ALERTS_PER_VISIT: usize = 16;
+
 /// The transactions of the `aerosol` module. JSON form:
 /// `{"publish_alerts": {"alerts": [{"venue": "<32 hex>", "start_s": 0, "end_s": 900,
 /// "risk_ppm": 12000, "kind": "elevated_risk"}]}}` (`kind`: `elevated_risk`,
-/// `ventilation_failure` or `particle_spike`).
+/// `ventilation_failure` or `particle_spike`), and
+/// `{"report_case_presence": {"upload": "<64 hex>", "visits": [{"venue": "<32 hex>",
+/// "start_s": 0, "end_s": 900}]}}`.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum AerosolCall {
@@ -225,10 +308,19 @@ pub enum AerosolCall {
         /// The alerts.
         alerts: Vec<AerosolAlertTx>,
     },
+    /// Records 1..=64 visits of a confirmed case to alerted rooms, each overlapping a
+    /// published alert of its venue id. Signer: an operator of an edge-operator organisation
+    /// (the edge relays for the case's device, as with diagnosis keys).
+    ReportCasePresence {
+        /// The case's diagnosis upload ([`crate::diagnosis::keys_digest`] of its keys).
+        upload: Hash,
+        /// The visits.
+        visits: Vec<CaseVisit>,
+    },
 }
 
 /// Call kinds, as in the JSON form.
-pub const CALL_KINDS: &[&str] = &["publish_alerts"];
+pub const CALL_KINDS: &[&str] = &["publish_alerts", "report_case_presence"];
 
 /// Why an alert is refused. [`AerosolError::code`] is stable; the recorded failure is the
 /// [`TxError`] of [`AerosolError::to_tx_error`], message `<code>: <reason>`.
@@ -299,6 +391,51 @@ pub enum AerosolError {
         /// The alert id.
         id: Hash,
     },
+    /// A case-presence report without visits.
+    #[error("a case-presence report must carry at least one visit")]
+    NoVisits,
+    /// More than [`MAX_VISITS_PER_CALL`] visits.
+    #[error("{count} visits in one report; at most {MAX_VISITS_PER_CALL} are allowed")]
+    TooManyVisits {
+        /// Visits in the call.
+        count: usize,
+    },
+    /// The upload is not on the ledger.
+    #[error("diagnosis upload {upload} is not on the ledger")]
+    UnknownUpload {
+        /// The upload.
+        upload: Hash,
+    },
+    /// The upload is a revocation, or every key it published has been revoked since.
+    #[error("diagnosis upload {upload} is a revocation or wholly revoked: not a confirmed case")]
+    NotACase {
+        /// The upload.
+        upload: Hash,
+    },
+    /// The visit's day is not within the upload's key days ±1.
+    #[error("visit {index} is on day {day}, outside the upload's key days {days:?} (±1)")]
+    VisitNotInUpload {
+        /// Position in the call.
+        index: usize,
+        /// The visit's day.
+        day: u32,
+        /// The upload's key days.
+        days: Vec<u32>,
+    },
+    /// The visit overlaps no published alert of its venue id.
+    #[error("visit {index} overlaps no published alert of venue {venue}")]
+    NoAlertInWindow {
+        /// Position in the call.
+        index: usize,
+        /// The venue id (hex).
+        venue: String,
+    },
+    /// The same (upload, venue, start, end) was reported before or twice in this call.
+    #[error("case presence {id} is already reported")]
+    DuplicatePresence {
+        /// The presence id.
+        id: Hash,
+    },
 }
 
 impl AerosolError {
@@ -314,15 +451,26 @@ impl AerosolError {
             TooOld { .. } => "alert_too_old",
             RiskOutOfRange { .. } => "risk_out_of_range",
             DuplicateAlert { .. } => "duplicate_alert",
+            NoVisits => "no_visits",
+            TooManyVisits { .. } => "too_many_visits",
+            UnknownUpload { .. } => "unknown_upload",
+            NotACase { .. } => "not_a_case",
+            VisitNotInUpload { .. } => "visit_not_in_upload",
+            NoAlertInWindow { .. } => "no_alert_in_window",
+            DuplicatePresence { .. } => "duplicate_presence",
         }
     }
 
-    /// The transaction failure: a duplicate is `already_exists`, everything else
-    /// `invalid_argument`.
+    /// The transaction failure: a duplicate is `already_exists`, an unknown upload
+    /// `not_found`, a revoked one `conflict`, everything else `invalid_argument`.
     pub fn to_tx_error(&self) -> TxError {
         let message = format!("{}: {self}", self.code());
         match self {
-            AerosolError::DuplicateAlert { .. } => TxError::AlreadyExists(message),
+            AerosolError::DuplicateAlert { .. } | AerosolError::DuplicatePresence { .. } => {
+                TxError::AlreadyExists(message)
+            }
+            AerosolError::UnknownUpload { .. } => TxError::NotFound(message),
+            AerosolError::NotACase { .. } => TxError::Conflict(message),
             _ => TxError::Invalid(message),
         }
     }
@@ -348,16 +496,36 @@ pub fn alert_id(venue: &[u8; 16], start_s: u64, end_s: u64, kind: AlertKind) -> 
     )
 }
 
-/// Checks one alert against the block time (Unix seconds); everything but duplicates.
-pub fn check_alert(index: usize, a: &AerosolAlertTx, now_s: u64) -> Result<(), AerosolError> {
-    if a.venue == [0; 16] {
+/// The id of a case presence: a tagged hash of (upload, venue, start, end).
+pub fn presence_id(upload: &Hash, visit: &CaseVisit) -> Hash {
+    Hash::tagged(
+        PRESENCE_ID_TAG,
+        &[&codec::encode(&(
+            upload,
+            &visit.venue,
+            visit.start_s,
+            visit.end_s,
+        ))],
+    )
+}
+
+/// The window checks an alert and a visit share: non-zero venue, non-empty, at most a day,
+/// within one UTC day, not after the block time (+skew), not older than 14 days.
+fn check_window(
+    index: usize,
+    venue: &[u8; 16],
+    start_s: u64,
+    end_s: u64,
+    now_s: u64,
+) -> Result<(), AerosolError> {
+    if *venue == [0; 16] {
         return Err(AerosolError::ZeroVenue { index });
     }
-    let reason = if a.end_s <= a.start_s {
+    let reason = if end_s <= start_s {
         Some("end must be after start")
-    } else if a.end_s - a.start_s > MAX_WINDOW_S {
+    } else if end_s - start_s > MAX_WINDOW_S {
         Some("longer than 24 h")
-    } else if day_of(a.start_s) != day_of(a.end_s - 1) {
+    } else if day_of(start_s) != day_of(end_s - 1) {
         Some("crosses a UTC day boundary (the venue id is per day)")
     } else {
         None
@@ -365,26 +533,34 @@ pub fn check_alert(index: usize, a: &AerosolAlertTx, now_s: u64) -> Result<(), A
     if let Some(reason) = reason {
         return Err(AerosolError::InvalidWindow {
             index,
-            start_s: a.start_s,
-            end_s: a.end_s,
+            start_s,
+            end_s,
             reason,
         });
     }
-    if a.end_s > now_s.saturating_add(MAX_FUTURE_SKEW_S) {
+    if end_s > now_s.saturating_add(MAX_FUTURE_SKEW_S) {
         return Err(AerosolError::InFuture {
             index,
-            end_s: a.end_s,
+            end_s,
             now_s,
         });
     }
     let today = day_of(now_s);
-    if a.day() < today.saturating_sub(MAX_ALERT_AGE_DAYS) {
-        return Err(AerosolError::TooOld {
-            index,
-            day: a.day(),
-            today,
-        });
+    let day = day_of(start_s);
+    if day < today.saturating_sub(MAX_ALERT_AGE_DAYS) {
+        return Err(AerosolError::TooOld { index, day, today });
     }
+    Ok(())
+}
+
+/// Checks one visit against the block time (Unix seconds): the window rules of alerts.
+pub fn check_visit(index: usize, v: &CaseVisit, now_s: u64) -> Result<(), AerosolError> {
+    check_window(index, &v.venue, v.start_s, v.end_s, now_s)
+}
+
+/// Checks one alert against the block time (Unix seconds); everything but duplicates.
+pub fn check_alert(index: usize, a: &AerosolAlertTx, now_s: u64) -> Result<(), AerosolError> {
+    check_window(index, &a.venue, a.start_s, a.end_s, now_s)?;
     if a.risk_ppm > MAX_RISK_PPM {
         return Err(AerosolError::RiskOutOfRange {
             index,
@@ -398,6 +574,30 @@ const ALERT_PREFIX: &[u8] = b"alert/";
 const DAY_PREFIX: &[u8] = b"day/";
 const VENUE_PREFIX: &[u8] = b"venue/";
 const STATS_KEY: &[u8] = b"stats";
+const PRESENCE_PREFIX: &[u8] = b"presence/";
+const PUPLOAD_PREFIX: &[u8] = b"pupload/";
+const PDAY_PREFIX: &[u8] = b"pday/";
+const PSTATS_KEY: &[u8] = b"pstats";
+
+fn presence_key(id: &Hash) -> Vec<u8> {
+    [PRESENCE_PREFIX, &id.0].concat()
+}
+
+fn pupload_prefix(upload: &Hash) -> Vec<u8> {
+    [PUPLOAD_PREFIX, &upload.0, b"/"].concat()
+}
+
+fn pupload_key(upload: &Hash, id: &Hash) -> Vec<u8> {
+    [pupload_prefix(upload).as_slice(), &id.0].concat()
+}
+
+fn pday_prefix(day: u32) -> Vec<u8> {
+    [PDAY_PREFIX, &day.to_be_bytes(), b"/"].concat()
+}
+
+fn pday_key(day: u32, id: &Hash) -> Vec<u8> {
+    [pday_prefix(day).as_slice(), &id.0].concat()
+}
 
 fn alert_key(id: &Hash) -> Vec<u8> {
     [ALERT_PREFIX, &id.0].concat()
@@ -427,6 +627,137 @@ pub fn alert(state: &dyn StateRead, id: &Hash) -> Result<Option<AlertRecord>, St
 /// The module's counters.
 pub fn stats(state: &dyn StateRead) -> Result<AerosolStats, StateError> {
     Ok(read_value(state, &module_key(NAME, STATS_KEY))?.unwrap_or_default())
+}
+
+/// The case presence `id`.
+pub fn presence(state: &dyn StateRead, id: &Hash) -> Result<Option<PresenceRecord>, StateError> {
+    read_value(state, &module_key(NAME, &presence_key(id)))
+}
+
+/// Number of case presences recorded.
+pub fn presence_count(state: &dyn StateRead) -> Result<u64, StateError> {
+    Ok(read_value(state, &module_key(NAME, PSTATS_KEY))?.unwrap_or(0))
+}
+
+/// The first [`MAX_ALERTS_PER_VISIT`] alerts of `venue` on `day` whose window overlaps
+/// `start_s..end_s` (a bounded scan of the venue's day index).
+fn overlapping_alerts(
+    ctx: &TxContext<'_, '_>,
+    venue: &[u8; 16],
+    day: u32,
+    start_s: u64,
+    end_s: u64,
+) -> Result<Vec<Hash>, TxError> {
+    // A day's alerts of one venue are bounded by its windows; scan a generous bound.
+    const SCAN: usize = 1024;
+    let mut out = Vec::new();
+    for (k, v) in ctx.scan_prefix(&venue_prefix(venue, day), false, SCAN)? {
+        let id = decode_stored::<Hash>(&v).ok_or_else(|| {
+            TxError::Storage(StateError(format!(
+                "undecodable aerosol index entry at {}",
+                String::from_utf8_lossy(&k)
+            )))
+        })?;
+        let Some(a) = ctx.get::<AlertRecord>(&alert_key(&id))? else {
+            return Err(TxError::Storage(StateError(format!(
+                "index names unknown alert {id}"
+            ))));
+        };
+        if a.start_s < end_s && start_s < a.end_s {
+            out.push(id);
+            if out.len() == MAX_ALERTS_PER_VISIT {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn report_case_presence(
+    ctx: &mut TxContext<'_, '_>,
+    upload: Hash,
+    visits: Vec<CaseVisit>,
+) -> Result<(), TxError> {
+    if visits.is_empty() {
+        return Err(AerosolError::NoVisits.into());
+    }
+    if visits.len() > MAX_VISITS_PER_CALL {
+        return Err(AerosolError::TooManyVisits {
+            count: visits.len(),
+        }
+        .into());
+    }
+    let up = crate::diagnosis::upload(ctx.world(), &upload)?
+        .ok_or(AerosolError::UnknownUpload { upload })?;
+    if up.report_type == trustedge_tracing::ReportType::Revoked {
+        return Err(AerosolError::NotACase { upload }.into());
+    }
+    let mut live = false;
+    for kd in &up.keys {
+        if crate::diagnosis::published_key(ctx.world(), kd)?.is_some_and(|k| k.revoked_by.is_none())
+        {
+            live = true;
+            break;
+        }
+    }
+    if !live {
+        return Err(AerosolError::NotACase { upload }.into());
+    }
+    let now_s = ctx.time_ms / 1000;
+    let first = up.days.first().copied().unwrap_or(0).saturating_sub(1);
+    let last = up.days.last().copied().unwrap_or(0).saturating_add(1);
+    let mut seen = BTreeSet::new();
+    let mut records = Vec::with_capacity(visits.len());
+    for (index, v) in visits.iter().enumerate() {
+        check_visit(index, v, now_s)?;
+        let day = v.day();
+        if day < first || day > last {
+            return Err(AerosolError::VisitNotInUpload {
+                index,
+                day,
+                days: up.days.clone(),
+            }
+            .into());
+        }
+        let id = presence_id(&upload, v);
+        if !seen.insert(id) || ctx.contains(&presence_key(&id))? {
+            return Err(AerosolError::DuplicatePresence { id }.into());
+        }
+        let alerts = overlapping_alerts(ctx, &v.venue, day, v.start_s, v.end_s)?;
+        if alerts.is_empty() {
+            return Err(AerosolError::NoAlertInWindow {
+                index,
+                venue: hex::encode(v.venue),
+            }
+            .into());
+        }
+        records.push(PresenceRecord {
+            id,
+            upload,
+            venue: v.venue,
+            start_s: v.start_s,
+            end_s: v.end_s,
+            day,
+            alerts,
+            height: ctx.height,
+        });
+    }
+    let mut count: u64 = ctx.get(PSTATS_KEY)?.unwrap_or(0);
+    for rec in records {
+        ctx.put(&pupload_key(&upload, &rec.id), &rec.id)?;
+        ctx.put(&pday_key(rec.day, &rec.id), &rec.id)?;
+        ctx.put(&presence_key(&rec.id), &rec)?;
+        count += 1;
+        ctx.emit(
+            "case_presence",
+            &[
+                ("day", rec.day.to_string()),
+                ("upload", upload.to_hex()),
+                ("presence_id", rec.id.to_hex()),
+            ],
+        )?;
+    }
+    ctx.put(PSTATS_KEY, &count)
 }
 
 fn publish_alerts(ctx: &mut TxContext<'_, '_>, alerts: Vec<AerosolAlertTx>) -> Result<(), TxError> {
@@ -482,7 +813,10 @@ fn publish_alerts(ctx: &mut TxContext<'_, '_>, alerts: Vec<AerosolAlertTx>) -> R
 }
 
 /// The `aerosol` module. Queries: `alerts?day=N&after=<alert id hex>&limit=`,
-/// `by_venue?venue=<32 hex>&day=N&after=<alert id hex>&limit=`, `alert/<id hex>`, `stats`.
+/// `by_venue?venue=<32 hex>&day=N&after=<alert id hex>&limit=`, `alert/<id hex>`, `stats`
+/// (with `case_presences`), and the case presences:
+/// `presence?upload=<64 hex>&after=<presence id hex>&limit=` or
+/// `presence?day=N&after=&limit=` (exactly one of `upload` and `day`), `presence/<id hex>`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AerosolModule;
 
@@ -500,6 +834,9 @@ impl Module for AerosolModule {
     fn execute(&self, ctx: &mut TxContext<'_, '_>, call: AerosolCall) -> Result<(), TxError> {
         match call {
             AerosolCall::PublishAlerts { alerts } => publish_alerts(ctx, alerts),
+            AerosolCall::ReportCasePresence { upload, visits } => {
+                report_case_presence(ctx, upload, visits)
+            }
         }
     }
 
@@ -534,9 +871,38 @@ impl Module for AerosolModule {
             }
             "stats" => {
                 only_params(params, &[])?;
-                to_json(&stats(state)?)
+                let mut v = to_json(&stats(state)?)?;
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("case_presences".into(), presence_count(state)?.into());
+                }
+                Ok(v)
+            }
+            "presence" => {
+                only_params(params, &["upload", "day", "after", "limit"])?;
+                let index = match (params.get("upload"), params.get("day")) {
+                    (Some(u), None) => PresenceIndex::Upload(
+                        Hash::from_hex(u)
+                            .map_err(|e| QueryError::Invalid(format!("upload: {e}")))?,
+                    ),
+                    (None, Some(_)) => PresenceIndex::Day(day_param(params)?),
+                    _ => {
+                        return Err(QueryError::Invalid(
+                            "presence takes exactly one of upload=<64 hex> and day=N".into(),
+                        ));
+                    }
+                };
+                let (presences, next) = listed_presences(state, index, params)?;
+                Ok(serde_json::json!({ "presences": presences, "next": next }))
             }
             _ => {
+                if let Some(h) = path.strip_prefix("presence/") {
+                    only_params(params, &[])?;
+                    let id =
+                        Hash::from_hex(h).map_err(|e| QueryError::Invalid(format!("id: {e}")))?;
+                    let rec = presence(state, &id)?
+                        .ok_or_else(|| QueryError::NotFound(format!("case presence {id}")))?;
+                    return to_json(&rec);
+                }
                 if let Some(h) = path.strip_prefix("alert/") {
                     only_params(params, &[])?;
                     let id =
@@ -547,7 +913,7 @@ impl Module for AerosolModule {
                 }
                 Err(QueryError::NotFound(format!(
                     "no query {path:?}; aerosol answers alerts?day=, by_venue?venue=&day=, \
-                     alert/<id>, stats"
+                     alert/<id>, presence?upload=|day=, presence/<id>, stats"
                 )))
             }
         }
@@ -564,6 +930,12 @@ impl Module for AerosolModule {
             Some(serde_json::json!({ "alert_id": decode_stored::<Hash>(value)? }))
         } else if key == STATS_KEY {
             serde_json::to_value(decode_stored::<AerosolStats>(value)?).ok()
+        } else if key.starts_with(PRESENCE_PREFIX) {
+            serde_json::to_value(decode_stored::<PresenceRecord>(value)?).ok()
+        } else if key.starts_with(PUPLOAD_PREFIX) || key.starts_with(PDAY_PREFIX) {
+            Some(serde_json::json!({ "presence_id": decode_stored::<Hash>(value)? }))
+        } else if key == PSTATS_KEY {
+            Some(serde_json::json!({ "case_presences": decode_stored::<u64>(value)? }))
         } else {
             None
         }
@@ -606,6 +978,60 @@ fn listed(
         out.push(rec);
     }
     let next = if more { out.last().map(|a| a.id) } else { None };
+    Ok((out, next))
+}
+
+/// Which presence index a query lists.
+#[derive(Clone, Copy)]
+enum PresenceIndex {
+    Upload(Hash),
+    Day(u32),
+}
+
+impl PresenceIndex {
+    fn prefix(self) -> Vec<u8> {
+        match self {
+            PresenceIndex::Upload(u) => pupload_prefix(&u),
+            PresenceIndex::Day(d) => pday_prefix(d),
+        }
+    }
+
+    fn key(self, id: &Hash) -> Vec<u8> {
+        match self {
+            PresenceIndex::Upload(u) => pupload_key(&u, id),
+            PresenceIndex::Day(d) => pday_key(d, id),
+        }
+    }
+}
+
+/// One page of the case presences of `index`, and the cursor of the next page.
+fn listed_presences(
+    state: &dyn StateRead,
+    index: PresenceIndex,
+    params: &BTreeMap<String, String>,
+) -> Result<(Vec<PresenceRecord>, Option<Hash>), QueryError> {
+    let prefix = index.prefix();
+    let limit = query_limit(params)?;
+    let cursor = params
+        .get("after")
+        .map(|h| Hash::from_hex(h).map_err(|e| QueryError::Invalid(format!("after: {e}"))))
+        .transpose()?
+        .map(|id| index.key(&id));
+    let (entries, more) = page(state, NAME, &prefix, cursor.as_deref(), limit)?;
+    let mut out = Vec::with_capacity(entries.len());
+    for (k, v) in &entries {
+        let id = decode_stored::<Hash>(v).ok_or_else(|| {
+            QueryError::Storage(StateError(format!(
+                "undecodable presence index entry at {}",
+                String::from_utf8_lossy(k)
+            )))
+        })?;
+        let rec = presence(state, &id)?.ok_or_else(|| {
+            QueryError::Storage(StateError(format!("index names unknown presence {id}")))
+        })?;
+        out.push(rec);
+    }
+    let next = if more { out.last().map(|p| p.id) } else { None };
     Ok((out, next))
 }
 

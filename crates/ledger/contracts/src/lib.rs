@@ -13,7 +13,7 @@
 //! | [`anchor`] (`anchor`) | Merkle roots of record batches held at the edge | anchor_batch |
 //! | [`diagnosis`] (`diagnosis`) | diagnosis keys (embargoed until their validity ends, revocable), used verification certificates, uploads | publish_keys |
 //! | [`exposure`] (`exposure`) | exposure notices (the exposed device's own RPIs, score, day, source upload) by day and by RPI | publish_notices |
-//! | [`aerosol`] (`aerosol`) | aerosol alerts (per-day pseudonymous venue id, window, risk, kind) by day and by venue id | publish_alerts |
+//! | [`aerosol`] (`aerosol`) | aerosol alerts (per-day pseudonymous venue id, window, risk, kind) by day and by venue id; confirmed cases' presences in alerted windows by upload and by day | publish_alerts, report_case_presence |
 //!
 //! # Invariants that hold across the modules
 //! - A public key has at most one identity, ever: a member key, a device key, a validator key
@@ -25,7 +25,8 @@
 //!   only what GAEN publishes anyway (plus the certificate id and issuing organisation);
 //!   exposure notices carry only the exposed party's own RPIs, a score, a day and an upload id;
 //!   aerosol alerts only a per-day venue pseudonym, a window, a risk and a kind (no room
-//!   name, place, occupancy or sensor reading).
+//!   name, place, occupancy or sensor reading); case presences only a confirmed case's
+//!   upload id, a venue pseudonym and a window overlapping an alert.
 //! - Every list a query or a transaction reads is bounded (see the `MAX_*` constants).
 
 pub mod aerosol;
@@ -45,6 +46,7 @@ use trustedge_execution::{Module, Runtime};
 
 pub use aerosol::{
     AerosolAlertTx, AerosolCall, AerosolError, AerosolModule, AerosolStats, AlertKind, AlertRecord,
+    CaseVisit, PresenceRecord,
 };
 pub use anchor::{AnchorCall, AnchorModule, AnchorRecord, record_leaf, verify_record_anchored};
 pub use devices::{

@@ -3,8 +3,8 @@
 //! declarations, so a change to either shows up as a failure.
 
 use trustedge_contracts::{
-    AerosolAlertTx, AerosolCall, AlertKind, AnchorCall, DevicesCall, ExposureCall, ExposureNotice,
-    GenesisCall, OrgsCall, ValidatorChange,
+    AerosolAlertTx, AerosolCall, AlertKind, AnchorCall, CaseVisit, DevicesCall, ExposureCall,
+    ExposureNotice, GenesisCall, OrgsCall, ValidatorChange,
 };
 use trustedge_execution::{DeviceClass, OrgKind, Role};
 use trustedge_types::{Address, Hash, Keypair, Payload};
@@ -34,6 +34,7 @@ const EXPECTED: &[(&str, [&str; 7])] = &[
     ("publish_keys",       ["AOC",     "AOC",   "AOC",  "AOC",   "AOC",   "AOC",   "AOC" ]),
     ("publish_notices",    ["",        "",      "",     "",      "",      "",      "O"   ]),
     ("publish_alerts",     ["",        "",      "",     "",      "",      "",      "O"   ]),
+    ("report_case_presence", ["",      "",      "",     "",      "",      "",      "O"   ]),
     ("propose_validator_change", ["A", "",      "",     "",      "",      "",      ""    ]),
     ("approve_validator_change", ["A", "",      "",     "",      "",      "",      ""    ]),
 ];
@@ -168,6 +169,32 @@ fn prepare(net: &mut Net, action: &str, org: &str, role: Role) -> Payload {
                     end_s: u64::from(day) * 86_400 + 4500,
                     risk_ppm: 20_000,
                     kind: AlertKind::ElevatedRisk,
+                }],
+            })
+        }
+        "report_case_presence" => {
+            // a confirmed case and an alert, set up by the fixture edge operator
+            let day = today(net) - 1;
+            let up = upload_ok(net, "matrix", &[dkey("matrix", day)]);
+            let start = u64::from(day) * 86_400 + 3600;
+            net.ok(
+                &member("edge-operator", Role::Operator),
+                crate::aerosol::aerosol(AerosolCall::PublishAlerts {
+                    alerts: vec![AerosolAlertTx {
+                        venue: [0x42; 16],
+                        start_s: start,
+                        end_s: start + 900,
+                        risk_ppm: 20_000,
+                        kind: AlertKind::ElevatedRisk,
+                    }],
+                }),
+            );
+            crate::aerosol::aerosol(AerosolCall::ReportCasePresence {
+                upload: up,
+                visits: vec![CaseVisit {
+                    venue: [0x42; 16],
+                    start_s: start + 300,
+                    end_s: start + 1200,
                 }],
             })
         }

@@ -3,11 +3,14 @@
 //! window, a risk and a kind).
 
 use trustedge_contracts::aerosol::{
-    DAY_S, MAX_ALERT_AGE_DAYS, MAX_ALERTS_PER_CALL, MAX_FUTURE_SKEW_S, alert_id,
+    DAY_S, MAX_ALERT_AGE_DAYS, MAX_ALERTS_PER_CALL, MAX_FUTURE_SKEW_S, MAX_VISITS_PER_CALL,
+    alert_id, presence_id,
 };
-use trustedge_contracts::{AerosolAlertTx, AerosolCall, AlertKind};
+use trustedge_contracts::{AerosolAlertTx, AerosolCall, AlertKind, CaseVisit};
 use trustedge_execution::Role;
-use trustedge_types::{Keypair, Payload};
+use trustedge_types::{Hash, Keypair, Payload};
+
+use crate::diagnosis::{dkey, revoked, upload_ok};
 
 use crate::harness::*;
 
@@ -109,7 +112,7 @@ fn edge_publishes_alerts_devices_find_them_by_day_and_venue() {
     assert_eq!(one, list[0]);
     assert_eq!(
         net.query("aerosol", "stats", &[]),
-        serde_json::json!({"alerts": 3, "elevated_risk": 1, "ventilation_failure": 1, "particle_spike": 1})
+        serde_json::json!({"alerts": 3, "elevated_risk": 1, "ventilation_failure": 1, "particle_spike": 1, "case_presences": 0})
     );
 }
 
@@ -343,9 +346,395 @@ fn an_alert_carries_no_room_place_occupancy_or_sensor_data() {
             rest.starts_with(b"alert/")
                 || rest.starts_with(b"day/")
                 || rest.starts_with(b"venue/")
-                || rest == b"stats",
+                || rest == b"stats"
+                || rest.starts_with(b"presence/")
+                || rest.starts_with(b"pupload/")
+                || rest.starts_with(b"pday/")
+                || rest == b"pstats",
             "{}",
             String::from_utf8_lossy(k)
         );
     }
+}
+
+// ---- case presences ----
+
+fn report(upload: Hash, visits: Vec<CaseVisit>) -> Payload {
+    aerosol(AerosolCall::ReportCasePresence { upload, visits })
+}
+
+/// A visit to `venue` from `from_s` to `to_s` seconds after the start of UTC `day`.
+fn visit(venue: u8, day: u32, from_s: u64, to_s: u64) -> CaseVisit {
+    let d = u64::from(day) * DAY_S;
+    CaseVisit {
+        venue: [venue; 16],
+        start_s: d + from_s,
+        end_s: d + to_s,
+    }
+}
+
+/// A case with keys for `day - 1` and `day`, an alert of venue 1 at 10:00–10:15 and of
+/// venue 2 at 11:00–11:15 on `day`.
+fn case_and_alerts(net: &mut Net, label: &str) -> (u32, Hash, AerosolAlertTx, AerosolAlertTx) {
+    let d = today(net) - 1;
+    let up = upload_ok(
+        net,
+        label,
+        &[
+            dkey(&format!("{label}-a"), d - 1),
+            dkey(&format!("{label}-b"), d),
+        ],
+    );
+    let a1 = alert(1, d, 10, AlertKind::VentilationFailure);
+    let a2 = alert(2, d, 11, AlertKind::ElevatedRisk);
+    net.ok(&edge(), publish(vec![a1, a2]));
+    (d, up, a1, a2)
+}
+
+fn presence_refused(net: &mut Net, upload: Hash, visits: Vec<CaseVisit>, code: &str, sub: &str) {
+    let before = net.query("aerosol", "stats", &[]);
+    let r = net.fails(&edge(), report(upload, visits), code);
+    assert!(
+        message(&r).contains(&format!("{sub}: ")),
+        "expected {sub}, got {}",
+        message(&r)
+    );
+    assert_eq!(net.query("aerosol", "stats", &[]), before);
+}
+
+#[test]
+fn a_confirmed_case_reports_presences_that_overlap_alerts() {
+    let mut net = Net::new(&matrix_genesis());
+    let (d, up, a1, a2) = case_and_alerts(&mut net, "case-1");
+    // 09:50–10:05 overlaps the 10:00 alert of venue 1; 11:10–11:40 the 11:00 alert of venue 2
+    let v1 = visit(1, d, 9 * 3600 + 3000, 10 * 3600 + 300);
+    let v2 = visit(2, d, 11 * 3600 + 600, 11 * 3600 + 2400);
+    let r = net.ok(&edge(), report(up, vec![v1, v2]));
+    assert_eq!(r.events.len(), 2);
+    for (e, v) in r.events.iter().zip([v1, v2]) {
+        assert_eq!(e.module, "aerosol");
+        assert_eq!(e.kind, "case_presence");
+        assert_eq!(e.attr("day"), Some(d.to_string().as_str()));
+        assert_eq!(e.attr("upload"), Some(up.to_hex().as_str()));
+        let id = presence_id(&up, &v).to_hex();
+        assert_eq!(e.attr("presence_id"), Some(id.as_str()));
+        assert_eq!(e.attributes.len(), 3);
+    }
+    let by_case = net.query("aerosol", "presence", &[("upload", &up.to_hex())]);
+    let list = by_case["presences"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert!(by_case["next"].is_null());
+    let rec1 = list.iter().find(|p| p["venue"] == "01".repeat(16)).unwrap();
+    assert_eq!(rec1["start_s"], v1.start_s);
+    assert_eq!(rec1["end_s"], v1.end_s);
+    assert_eq!(rec1["day"], d);
+    assert_eq!(rec1["upload"], up.to_hex());
+    assert_eq!(rec1["alerts"], serde_json::json!([a1.id().to_hex()]));
+    assert_eq!(rec1["height"], net.height);
+    let rec2 = list.iter().find(|p| p["venue"] == "02".repeat(16)).unwrap();
+    assert_eq!(rec2["alerts"], serde_json::json!([a2.id().to_hex()]));
+    // by day, and one by id
+    let by_day = net.query("aerosol", "presence", &[("day", &d.to_string())]);
+    assert_eq!(by_day["presences"].as_array().unwrap().len(), 2);
+    let other_day = net.query("aerosol", "presence", &[("day", &(d - 1).to_string())]);
+    assert_eq!(other_day["presences"], serde_json::json!([]));
+    let id = presence_id(&up, &v1).to_hex();
+    assert_eq!(&net.query("aerosol", &format!("presence/{id}"), &[]), rec1);
+    assert_eq!(net.query("aerosol", "stats", &[])["case_presences"], 2);
+    // another case's presences are listed under its own upload only
+    let other = upload_ok(&mut net, "case-2", &[dkey("case-2", d)]);
+    net.ok(
+        &edge(),
+        report(other, vec![visit(1, d, 10 * 3600 + 600, 10 * 3600 + 700)]),
+    );
+    assert_eq!(
+        net.query("aerosol", "presence", &[("upload", &other.to_hex())])["presences"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        net.query("aerosol", "presence", &[("upload", &up.to_hex())])["presences"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // a visit spanning two alerts of its venue names both
+    let a3 = alert(1, d, 12, AlertKind::ElevatedRisk);
+    let a4 = alert(1, d, 12, AlertKind::ParticleSpike);
+    net.ok(&edge(), publish(vec![a3, a4]));
+    let v3 = visit(1, d, 12 * 3600, 13 * 3600);
+    net.ok(&edge(), report(up, vec![v3]));
+    let rec3 = net.query(
+        "aerosol",
+        &format!("presence/{}", presence_id(&up, &v3).to_hex()),
+        &[],
+    );
+    let mut got: Vec<&str> = rec3["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    got.sort_unstable();
+    let (h3, h4) = (a3.id().to_hex(), a4.id().to_hex());
+    let mut want = vec![h3.as_str(), h4.as_str()];
+    want.sort_unstable();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn every_case_presence_refusal_has_its_code() {
+    let mut net = Net::new(&matrix_genesis());
+    let (d, up, _, _) = case_and_alerts(&mut net, "case-r");
+    let ok = visit(1, d, 10 * 3600, 10 * 3600 + 600);
+    presence_refused(&mut net, up, vec![], "invalid_argument", "no_visits");
+    let many: Vec<_> = (0..MAX_VISITS_PER_CALL as u64 + 1)
+        .map(|i| visit(1, d, 10 * 3600 + i, 10 * 3600 + i + 1))
+        .collect();
+    presence_refused(&mut net, up, many, "invalid_argument", "too_many_visits");
+    presence_refused(
+        &mut net,
+        Hash([0x33; 32]),
+        vec![ok],
+        "not_found",
+        "unknown_upload",
+    );
+    let mut zero = ok;
+    zero.venue = [0; 16];
+    presence_refused(
+        &mut net,
+        up,
+        vec![ok, zero],
+        "invalid_argument",
+        "zero_venue",
+    );
+    let mut reversed = ok;
+    reversed.end_s = reversed.start_s;
+    presence_refused(
+        &mut net,
+        up,
+        vec![reversed],
+        "invalid_argument",
+        "invalid_window",
+    );
+    let crossing = CaseVisit {
+        venue: [1; 16],
+        start_s: u64::from(d) * DAY_S - 60,
+        end_s: u64::from(d) * DAY_S + 60,
+    };
+    presence_refused(
+        &mut net,
+        up,
+        vec![crossing],
+        "invalid_argument",
+        "invalid_window",
+    );
+    let now = now_s(&net);
+    let future = CaseVisit {
+        venue: [1; 16],
+        start_s: now,
+        end_s: now + MAX_FUTURE_SKEW_S + 60,
+    };
+    presence_refused(
+        &mut net,
+        up,
+        vec![future],
+        "invalid_argument",
+        "alert_in_future",
+    );
+    let old = visit(1, today(&net) - MAX_ALERT_AGE_DAYS - 1, 0, 60);
+    presence_refused(&mut net, up, vec![old], "invalid_argument", "alert_too_old");
+    // the case's keys are for d-1 and d: d-3 is outside even with the ±1 day of slack
+    let before_keys = visit(1, d - 3, 10 * 3600, 10 * 3600 + 600);
+    presence_refused(
+        &mut net,
+        up,
+        vec![before_keys],
+        "invalid_argument",
+        "visit_not_in_upload",
+    );
+    // minimal disclosure: a presence must overlap an alert of the same venue id
+    let before_alert = visit(1, d, 9 * 3600, 10 * 3600); // ends exactly when the alert starts
+    presence_refused(
+        &mut net,
+        up,
+        vec![ok, before_alert],
+        "invalid_argument",
+        "no_alert_in_window",
+    );
+    let after_alert = visit(1, d, 10 * 3600 + 900, 11 * 3600);
+    presence_refused(
+        &mut net,
+        up,
+        vec![after_alert],
+        "invalid_argument",
+        "no_alert_in_window",
+    );
+    let wrong_venue = visit(3, d, 10 * 3600, 10 * 3600 + 600);
+    presence_refused(
+        &mut net,
+        up,
+        vec![wrong_venue],
+        "invalid_argument",
+        "no_alert_in_window",
+    );
+    // venue 2's alert is at 11:00; venue 1 has none then
+    let other_venues_window = visit(1, d, 11 * 3600, 11 * 3600 + 600);
+    presence_refused(
+        &mut net,
+        up,
+        vec![other_venues_window],
+        "invalid_argument",
+        "no_alert_in_window",
+    );
+    // the same visit twice in a call, then again later: refused, not silently accepted
+    presence_refused(
+        &mut net,
+        up,
+        vec![ok, ok],
+        "already_exists",
+        "duplicate_presence",
+    );
+    net.ok(&edge(), report(up, vec![ok]));
+    presence_refused(
+        &mut net,
+        up,
+        vec![ok],
+        "already_exists",
+        "duplicate_presence",
+    );
+    // a different window at the same venue is another presence
+    net.ok(
+        &edge(),
+        report(up, vec![visit(1, d, 10 * 3600, 10 * 3600 + 601)]),
+    );
+    // a revocation upload is not a case; once revoked, the original is not either
+    let k1 = dkey("case-r-a", d - 1);
+    let k2 = dkey("case-r-b", d);
+    let revocation = upload_ok(&mut net, "case-r-revoked", &[revoked(k1), revoked(k2)]);
+    presence_refused(&mut net, revocation, vec![ok], "conflict", "not_a_case");
+    let fresh = visit(1, d, 10 * 3600 + 5, 10 * 3600 + 10);
+    presence_refused(&mut net, up, vec![fresh], "conflict", "not_a_case");
+    // only edge operators' operators may report (the access matrix checks every role)
+    let r = net.exec(
+        &member("laboratory", Role::Operator),
+        report(up, vec![fresh]),
+    );
+    assert_eq!(code(&r), "access_denied");
+}
+
+#[test]
+fn presence_listings_page_and_refuse_bad_parameters() {
+    let mut net = Net::new(&matrix_genesis());
+    let (d, up, _, _) = case_and_alerts(&mut net, "case-p");
+    let visits: Vec<_> = (0..5u64)
+        .map(|i| visit(1, d, 10 * 3600 + i * 60, 10 * 3600 + i * 60 + 30))
+        .collect();
+    net.ok(&edge(), report(up, visits.clone()));
+    let ds = d.to_string();
+    let uh = up.to_hex();
+    for (k, v) in [("day", ds.as_str()), ("upload", uh.as_str())] {
+        let p1 = net.query("aerosol", "presence", &[(k, v), ("limit", "3")]);
+        assert_eq!(p1["presences"].as_array().unwrap().len(), 3);
+        let next = p1["next"].as_str().unwrap().to_string();
+        let p2 = net.query(
+            "aerosol",
+            "presence",
+            &[(k, v), ("limit", "3"), ("after", &next)],
+        );
+        assert_eq!(p2["presences"].as_array().unwrap().len(), 2);
+        assert!(p2["next"].is_null());
+        let mut got: Vec<u64> = p1["presences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(p2["presences"].as_array().unwrap())
+            .map(|p| p["start_s"].as_u64().unwrap())
+            .collect();
+        got.sort_unstable();
+        let want: Vec<u64> = visits.iter().map(|v| v.start_s).collect();
+        assert_eq!(got, want);
+    }
+    for (params, sub) in [
+        (vec![], "exactly one of"),
+        (
+            vec![("day", ds.as_str()), ("upload", uh.as_str())],
+            "exactly one of",
+        ),
+        (vec![("upload", "abcd")], "upload"),
+        (vec![("day", "x")], "day must be"),
+        (vec![("day", "1"), ("venue", "a")], "unknown parameter"),
+        (vec![("day", "1"), ("after", "zz")], "after"),
+        (vec![("day", "1"), ("limit", "0")], "limit"),
+    ] {
+        let e = net.try_query("aerosol", "presence", &params).unwrap_err();
+        assert!(e.to_string().contains(sub), "{params:?}: {e}");
+    }
+    let missing = format!("presence/{}", "00".repeat(32));
+    assert!(
+        net.try_query("aerosol", &missing, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("not found")
+    );
+    assert!(net.try_query("aerosol", "presence/zz", &[]).is_err());
+}
+
+/// The privacy invariant of presences: the call takes only an upload id and visits of
+/// exactly (venue id, start, end); what is stored adds only the ids it is indexed by, the
+/// overlapped alerts and the height. No device address, RPI, name or place.
+#[test]
+fn a_presence_carries_only_the_case_the_venue_pseudonym_and_the_window() {
+    let rt = trustedge_contracts::runtime(CHAIN);
+    let m = rt.module("aerosol").unwrap();
+    let good = serde_json::json!({"report_case_presence": {"upload": "11".repeat(32), "visits": [
+        {"venue": "ab".repeat(16), "start_s": 0, "end_s": 900}
+    ]}});
+    let bytes = m.call_from_json(good.clone()).unwrap();
+    assert_eq!(m.call_to_json(&bytes).unwrap(), good);
+    for (field, value) in [
+        ("device", serde_json::json!("te1...")),
+        ("rpi", serde_json::json!("22".repeat(16))),
+        ("room", serde_json::json!("Room 101")),
+        ("location", serde_json::json!("52.1,4.3")),
+        ("name", serde_json::json!("Jane")),
+        ("risk_ppm", serde_json::json!(5)),
+    ] {
+        let mut bad = good.clone();
+        bad["report_case_presence"]["visits"][0][field] = value.clone();
+        assert!(m.call_from_json(bad).is_err(), "visit {field} was accepted");
+        let mut bad = good.clone();
+        bad["report_case_presence"][field] = value;
+        assert!(m.call_from_json(bad).is_err(), "call {field} was accepted");
+    }
+    let mut net = Net::new(&matrix_genesis());
+    let (d, up, _, _) = case_and_alerts(&mut net, "case-priv");
+    let r = net.ok(
+        &edge(),
+        report(up, vec![visit(1, d, 10 * 3600, 10 * 3600 + 600)]),
+    );
+    let mut attrs: Vec<&str> = r.events[0]
+        .attributes
+        .iter()
+        .map(|a| a.key.as_str())
+        .collect();
+    attrs.sort_unstable();
+    assert_eq!(attrs, ["day", "presence_id", "upload"]);
+    let rec = &net.query("aerosol", "presence", &[("upload", &up.to_hex())])["presences"][0];
+    let mut keys: Vec<&str> = rec
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "alerts", "day", "end_s", "height", "id", "start_s", "upload", "venue"
+        ]
+    );
 }

@@ -90,6 +90,18 @@ fn every_stored_value_is_described() {
             }],
         }),
     );
+    // the case's presence during it
+    net.ok(
+        &member("edge-operator", Role::Operator),
+        crate::aerosol::aerosol(trustedge_contracts::AerosolCall::ReportCasePresence {
+            upload: up,
+            visits: vec![trustedge_contracts::CaseVisit {
+                venue: [0x17; 16],
+                start_s: u64::from(day - 1) * 86_400 + 300,
+                end_s: u64::from(day - 1) * 86_400 + 600,
+            }],
+        }),
+    );
 
     let mut described = std::collections::BTreeMap::<&str, usize>::new();
     for (k, v) in &net.state.map {
@@ -170,6 +182,10 @@ fn calls_have_the_documented_json_shape() {
             serde_json::json!({"publish_alerts": {"alerts": [{"venue": "ab".repeat(16), "start_s": 0, "end_s": 900, "risk_ppm": 12000, "kind": "particle_spike"}]}}),
         ),
         (
+            "aerosol",
+            serde_json::json!({"report_case_presence": {"upload": Hash([2; 32]).to_hex(), "visits": [{"venue": "cd".repeat(16), "start_s": 60, "end_s": 900}]}}),
+        ),
+        (
             "anchor",
             serde_json::json!({"anchor_batch": {"record_type": "t", "merkle_root": Hash([1; 32]).to_hex(), "count": 1, "from_ms": 0, "to_ms": 1}}),
         ),
@@ -191,7 +207,7 @@ fn calls_have_the_documented_json_shape() {
     assert_eq!(rt.module("anchor").unwrap().call_kinds(), ["anchor_batch"]);
     assert_eq!(
         rt.module("aerosol").unwrap().call_kinds(),
-        ["publish_alerts"]
+        ["publish_alerts", "report_case_presence"]
     );
     assert_eq!(
         rt.module("genesis").unwrap().call_kinds(),
