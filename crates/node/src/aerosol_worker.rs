@@ -18,8 +18,29 @@
 //!
 //! No room name, reading or occupancy leaves the edge: an alert carries the venue id of the
 //! day, the window, the risk and the kind only (see `trustedge_contracts::aerosol`).
+//!
+//! # Delivery to devices (§3)
+//! The worker follows the replica's `aerosol/alert_published` events (its own alerts and any
+//! other edge's) and pushes each committed alert of the last [`MAX_ALERT_AGE_DAYS`] days,
+//! once, on `te/v1/notices/aerosol/<day>` ([`aerosol_topic`]; devices already subscribe to
+//! `te/v1/notices/#`): the JSON of the ledger's [`AlertRecord`],
+//! `{"id":"<64 hex>","venue":"<32 hex>","start_s":…,"end_s":…,"risk_ppm":…,
+//! "kind":"ventilation_failure","day":…,"height":…}` ([`parse_alert`]). A device decides
+//! locally, from the venue ids its beacons gave it, whether it was there
+//! (`crate::devsim::aerosol::PresenceLog::alerts_for_me`); nothing about it leaves it.
+//!
+//! # Case presences (§4, for origin inference)
+//! A confirmed case's device, after its diagnosis upload, may send a reading of kind
+//! [`CASE_PRESENCE_KIND`] on `te/v1/up/case_presence/<client>` whose payload is the Borsh
+//! `AerosolCall::ReportCasePresence { upload, visits }` ([`encode_case_presence`]): the
+//! upload id (the keys digest) and the visits it heard that overlap committed alerts. The
+//! worker waits (up to [`PRESENCE_WAIT`]) until the upload is on the ledger and each visit
+//! overlaps a committed alert of its venue id, leaves out visits already recorded, and
+//! submits `aerosol.report_case_presence` signed with the aerosol key, so the case's device
+//! never appears on the ledger.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,16 +49,22 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
+use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use trustedge_aerosol::alert::VenueSecret;
 use trustedge_aerosol::risk::Reading;
 use trustedge_chain::Ledger;
-use trustedge_contracts::aerosol::{self, AerosolAlertTx, MAX_ALERTS_PER_CALL};
+use trustedge_contracts::aerosol::{
+    self, AerosolAlertTx, AerosolCall, AlertRecord, CaseVisit, MAX_ALERT_AGE_DAYS,
+    MAX_ALERTS_PER_CALL, MAX_VISITS_PER_CALL,
+};
+use trustedge_contracts::diagnosis;
 use trustedge_edge::aerosol::{
     AerosolEdgeConfig, AerosolEdgeError, AerosolEngine, RoomConfig, batches,
 };
-use trustedge_types::{Address, Hash, Keypair, Payload};
+use trustedge_store::{EventCursor, EventFilter};
+use trustedge_types::{Address, Hash, Height, Keypair, Payload};
 
 use crate::client::Client;
 use crate::edge_store::EdgeStore;
@@ -48,8 +75,55 @@ pub use crate::submit::{COMMIT_TIMEOUT, EXPIRY_BLOCKS};
 pub const AIR_QUALITY_KIND: &str = "air_quality";
 /// Attempts at publishing one alert before it is dropped (and counted an error).
 pub const MAX_PUBLISH_ATTEMPTS: u32 = 5;
+/// The reading kind of a confirmed case's presences, relayed by the edge.
+pub const CASE_PRESENCE_KIND: &str = "case_presence";
+/// Prefix of the topics committed aerosol alerts are pushed on (`…/<day>`).
+pub const AEROSOL_TOPIC_PREFIX: &str = "te/v1/notices/aerosol/";
+/// How long a case's presences wait for its upload (and their alerts) to be committed.
+pub const PRESENCE_WAIT: Duration = Duration::from_secs(600);
 /// Most records read from the store per tick.
 const SCAN_BATCH: usize = 4096;
+/// Most events read per page.
+const EVENTS_PAGE: usize = 500;
+/// Most case-presence readings waiting at once (further ones are dropped and counted).
+const MAX_PENDING_PRESENCES: usize = 4096;
+
+/// The topic committed aerosol alerts of `day` are pushed on.
+pub fn aerosol_topic(day: u32) -> String {
+    format!("{AEROSOL_TOPIC_PREFIX}{day}")
+}
+
+/// Device side: the alert of a message received on `te/v1/notices/…`: `Some` for an
+/// aerosol alert (on `te/v1/notices/aerosol/<day>`, of that day).
+pub fn parse_alert(topic: &str, payload: &[u8]) -> Option<AlertRecord> {
+    let day: u32 = topic.strip_prefix(AEROSOL_TOPIC_PREFIX)?.parse().ok()?;
+    let rec: AlertRecord = serde_json::from_slice(payload).ok()?;
+    (rec.day == day && rec.id == rec.alert().id()).then_some(rec)
+}
+
+/// The payload a confirmed case's device puts in a [`CASE_PRESENCE_KIND`] reading: the
+/// Borsh `AerosolCall::ReportCasePresence { upload, visits }`.
+pub fn encode_case_presence(upload: Hash, visits: Vec<CaseVisit>) -> Vec<u8> {
+    trustedge_types::codec::encode(&AerosolCall::ReportCasePresence { upload, visits })
+}
+
+/// The upload id and visits of a [`CASE_PRESENCE_KIND`] payload (1..=64 visits).
+pub fn decode_case_presence(payload: &[u8]) -> Result<(Hash, Vec<CaseVisit>), String> {
+    let call: AerosolCall =
+        trustedge_types::codec::decode(payload, trustedge_device::MAX_READING_PAYLOAD_BYTES)
+            .map_err(|e| format!("not a case presence: {e}"))?;
+    match call {
+        AerosolCall::ReportCasePresence { upload, visits }
+            if !visits.is_empty() && visits.len() <= MAX_VISITS_PER_CALL =>
+        {
+            Ok((upload, visits))
+        }
+        AerosolCall::ReportCasePresence { .. } => Err(format!(
+            "a case presence carries 1..={MAX_VISITS_PER_CALL} visits"
+        )),
+        AerosolCall::PublishAlerts { .. } => Err("not a case presence: publish_alerts".into()),
+    }
+}
 
 /// The payload a device puts in an `air_quality` reading: the JSON form of `reading`.
 pub fn encode_air_quality(reading: &Reading) -> Vec<u8> {
@@ -200,6 +274,13 @@ pub struct AerosolMetrics {
     pub alerts_published: Counter,
     /// Alert transactions refused or failed (and alerts dropped after the last attempt).
     pub publish_errors: Counter,
+    /// Committed alerts pushed to devices over MQTT.
+    pub alerts_pushed: Counter,
+    /// Case visits relayed with `aerosol.report_case_presence` (committed).
+    pub presences_relayed: Counter,
+    /// Case-presence readings or visits that could not be relayed (undecodable, upload or
+    /// alert never committed, transaction refused after the last attempt).
+    pub presence_errors: Counter,
 }
 
 impl AerosolMetrics {
@@ -225,6 +306,21 @@ impl AerosolMetrics {
             "Aerosol alert transactions refused or failed",
             self.publish_errors.clone(),
         );
+        r.register(
+            "aerosol_alerts_pushed",
+            "Committed aerosol alerts pushed to devices over MQTT",
+            self.alerts_pushed.clone(),
+        );
+        r.register(
+            "aerosol_presences_relayed",
+            "Case visits relayed with aerosol.report_case_presence",
+            self.presences_relayed.clone(),
+        );
+        r.register(
+            "aerosol_presence_errors",
+            "Case presences that could not be relayed",
+            self.presence_errors.clone(),
+        );
     }
 
     fn refuse(&self, reason: &str) {
@@ -248,8 +344,18 @@ pub struct AerosolWorker {
     pub key: Keypair,
     /// The node's own API (transactions are admitted and forwarded there).
     pub api: Client,
+    /// The edge's MQTT broker (alerts are pushed there).
+    pub broker: SocketAddr,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+}
+
+/// A case's presences waiting to be relayed.
+struct PendingPresence {
+    upload: Hash,
+    visits: Vec<CaseVisit>,
+    since: Instant,
+    attempts: u32,
 }
 
 struct State {
@@ -261,6 +367,15 @@ struct State {
     last_close: Instant,
     /// When each room was last fed a reading.
     last_fed: HashMap<String, Instant>,
+    /// Position in the replica's aerosol events.
+    event_from: Height,
+    event_cursor: Option<EventCursor>,
+    /// Committed alert windows by venue id: (day, start, end), the last 14 days.
+    committed: HashMap<[u8; 16], Vec<(u32, u64, u64)>>,
+    /// Alerts already pushed.
+    pushed: HashSet<Hash>,
+    /// Case presences to relay.
+    presences: Vec<PendingPresence>,
 }
 
 fn now_s() -> u64 {
@@ -279,6 +394,27 @@ impl AerosolWorker {
                 return;
             }
         };
+        let mut options = MqttOptions::new(
+            "trustedge-edge-aerosol",
+            self.broker.ip().to_string(),
+            self.broker.port(),
+        );
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_clean_session(true);
+        let (mqtt, mut eventloop) = AsyncClient::new(options, 1024);
+        let mut mqtt_stop = stop.clone();
+        let poller = tokio::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    _ = mqtt_stop.wait_for(|s| *s) => break,
+                    e = eventloop.poll() => e,
+                };
+                if let Err(e) = event {
+                    tracing::debug!(error = %e, "aerosol MQTT publisher reconnecting");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
         let mut state = State {
             engine,
             by_device,
@@ -286,6 +422,11 @@ impl AerosolWorker {
             pending: Vec::new(),
             last_close: Instant::now(),
             last_fed: HashMap::new(),
+            event_from: 0,
+            event_cursor: None,
+            committed: HashMap::new(),
+            pushed: HashSet::new(),
+            presences: Vec::new(),
         };
         let tick = Duration::from_millis(self.config.poll_interval_ms);
         loop {
@@ -293,10 +434,12 @@ impl AerosolWorker {
                 _ = stop.wait_for(|s| *s) => break,
                 () = tokio::time::sleep(tick) => {}
             }
-            if let Err(e) = self.step(&mut state).await {
+            if let Err(e) = self.step(&mut state, &mqtt).await {
                 tracing::warn!(error = %e, "aerosol step failed");
             }
         }
+        let _ = mqtt.try_disconnect();
+        let _ = poller.await;
     }
 
     async fn blocking<T: Send + 'static>(
@@ -310,12 +453,32 @@ impl AerosolWorker {
             .map_err(|e| e.to_string())?
     }
 
-    async fn step(&self, state: &mut State) -> Result<(), String> {
-        // 1. New air-quality readings, in record order.
+    async fn step(&self, state: &mut State, mqtt: &AsyncClient) -> Result<(), String> {
+        // 1. New air-quality readings, in record order; case presences to relay.
         let from = state.next_record;
-        let (next, readings) = self.blocking(move |s, _| scan_records(s, from)).await?;
+        let (next, readings, presences) = self.blocking(move |s, _| scan_records(s, from)).await?;
         state.next_record = Some(next);
         let m = &self.metrics.aerosol;
+        for payload in presences {
+            match decode_case_presence(&payload) {
+                Ok((upload, visits)) if state.presences.len() < MAX_PENDING_PRESENCES => {
+                    state.presences.push(PendingPresence {
+                        upload,
+                        visits,
+                        since: Instant::now(),
+                        attempts: 0,
+                    });
+                }
+                Ok(_) => {
+                    m.presence_errors.inc();
+                    tracing::warn!("too many case presences waiting; one dropped");
+                }
+                Err(e) => {
+                    m.presence_errors.inc();
+                    tracing::debug!(error = %e, "a stored case-presence reading does not decode");
+                }
+            }
+        }
         for (device, payload) in readings {
             let Some(room) = state.by_device.get(&device) else {
                 m.refuse("unknown_room");
@@ -370,6 +533,184 @@ impl AerosolWorker {
         // 3. Publish.
         if !state.pending.is_empty() {
             self.publish(state).await?;
+        }
+        // 4. Committed alerts (any edge's): remembered, and pushed to devices.
+        self.push_committed(state, mqtt).await?;
+        // 5. Case presences whose upload and alerts are on the ledger.
+        if !state.presences.is_empty() {
+            self.relay_presences(state).await?;
+        }
+        Ok(())
+    }
+
+    async fn push_committed(&self, state: &mut State, mqtt: &AsyncClient) -> Result<(), String> {
+        let (from_height, cursor) = (state.event_from, state.event_cursor);
+        let (records, cursor, from_height) = self
+            .blocking(move |_, l| new_alerts(l, from_height, cursor))
+            .await?;
+        state.event_cursor = cursor;
+        state.event_from = from_height;
+        let today = day_now();
+        let oldest = today.saturating_sub(MAX_ALERT_AGE_DAYS);
+        for rec in records {
+            if rec.day < oldest || !state.pushed.insert(rec.id) {
+                continue;
+            }
+            state
+                .committed
+                .entry(rec.venue)
+                .or_default()
+                .push((rec.day, rec.start_s, rec.end_s));
+            if let Ok(body) = serde_json::to_vec(&rec) {
+                // A full request queue means the broker is gone; devices also read the ledger.
+                if mqtt
+                    .try_publish(aerosol_topic(rec.day), QoS::AtLeastOnce, false, body)
+                    .is_ok()
+                {
+                    self.metrics.aerosol.alerts_pushed.inc();
+                }
+            }
+        }
+        // Forget what is older than the contract keeps accepting.
+        state.committed.retain(|_, w| {
+            w.retain(|(day, _, _)| *day >= oldest);
+            !w.is_empty()
+        });
+        if state.pushed.len() > 4 * MAX_PENDING_PRESENCES {
+            // Ids of alerts older than the window are never seen again (events move on).
+            state.pushed.clear();
+        }
+        Ok(())
+    }
+
+    /// Whether `v` overlaps a committed alert window of its venue id.
+    fn overlaps_alert(state: &State, v: &CaseVisit) -> bool {
+        state.committed.get(&v.venue).is_some_and(|w| {
+            w.iter()
+                .any(|(_, start, end)| *start < v.end_s && v.start_s < *end)
+        })
+    }
+
+    async fn relay_presences(&self, state: &mut State) -> Result<(), String> {
+        let m = &self.metrics.aerosol;
+        // What the ledger has already: the uploads, and visits recorded.
+        let queries: Vec<(Hash, Vec<CaseVisit>)> = state
+            .presences
+            .iter()
+            .map(|p| (p.upload, p.visits.clone()))
+            .collect();
+        let known = self
+            .blocking(move |_, l| {
+                let snap = l.store().snapshot().map_err(|e| e.to_string())?;
+                let mut out = Vec::with_capacity(queries.len());
+                for (upload, visits) in queries {
+                    let has_upload = diagnosis::upload(&snap, &upload)
+                        .map_err(|e| e.to_string())?
+                        .is_some();
+                    let mut recorded = Vec::with_capacity(visits.len());
+                    for v in &visits {
+                        let id = aerosol::presence_id(&upload, v);
+                        recorded.push(
+                            aerosol::presence(&snap, &id)
+                                .map_err(|e| e.to_string())?
+                                .is_some(),
+                        );
+                    }
+                    out.push((has_upload, recorded));
+                }
+                Ok(out)
+            })
+            .await?;
+        let pending = std::mem::take(&mut state.presences);
+        let mut keep = Vec::new();
+        let mut calls: Vec<(PendingPresence, Vec<CaseVisit>)> = Vec::new();
+        for (mut p, (has_upload, recorded)) in pending.into_iter().zip(known) {
+            let expired = p.since.elapsed() >= PRESENCE_WAIT;
+            p.visits = p
+                .visits
+                .into_iter()
+                .zip(recorded)
+                .filter(|(_, done)| !done)
+                .map(|(v, _)| v)
+                .collect();
+            if p.visits.is_empty() {
+                continue;
+            }
+            if !has_upload {
+                if expired {
+                    m.presence_errors.inc();
+                    tracing::warn!(upload = %p.upload, "case presences dropped: the upload never reached the ledger");
+                } else {
+                    keep.push(p);
+                }
+                continue;
+            }
+            let (ready, waiting): (Vec<CaseVisit>, Vec<CaseVisit>) = p
+                .visits
+                .iter()
+                .partition(|v| Self::overlaps_alert(state, v));
+            if !waiting.is_empty() {
+                if expired {
+                    m.presence_errors.inc_by(waiting.len() as u64);
+                    tracing::warn!(upload = %p.upload, visits = waiting.len(), "case visits dropped: no committed alert overlaps them");
+                } else {
+                    keep.push(PendingPresence {
+                        upload: p.upload,
+                        visits: waiting,
+                        since: p.since,
+                        attempts: p.attempts,
+                    });
+                }
+            }
+            if !ready.is_empty() {
+                calls.push((p, ready));
+            }
+        }
+        state.presences = keep;
+        if calls.is_empty() {
+            return Ok(());
+        }
+        let payloads = calls
+            .iter()
+            .map(|(p, visits)| {
+                Payload::new(
+                    aerosol::NAME,
+                    &AerosolCall::ReportCasePresence {
+                        upload: p.upload,
+                        visits: visits.clone(),
+                    },
+                )
+            })
+            .collect();
+        let results = match self.sign_and_submit(payloads).await {
+            Ok(r) => r,
+            Err(e) => vec![Err(e); calls.len()],
+        };
+        for ((mut p, visits), r) in calls.into_iter().zip(
+            results
+                .into_iter()
+                .chain(std::iter::repeat(Err("not submitted".to_string()))),
+        ) {
+            let outcome = match r {
+                Ok(h) => self.await_commit(h).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(height) => {
+                    m.presences_relayed.inc_by(visits.len() as u64);
+                    tracing::info!(upload = %p.upload, visits = visits.len(), height, "relayed case presences");
+                }
+                Err(e) => {
+                    p.attempts += 1;
+                    tracing::warn!(upload = %p.upload, error = %e, "a case-presence transaction was refused or failed");
+                    if p.attempts < MAX_PUBLISH_ATTEMPTS {
+                        p.visits = visits;
+                        state.presences.push(p);
+                    } else {
+                        m.presence_errors.inc_by(visits.len() as u64);
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -459,12 +800,13 @@ fn refusal_reason(e: &AerosolEdgeError) -> &'static str {
 }
 
 /// Reads the store from `from` (the first record kept when `None`): the device address and
-/// payload of each air-quality reading, and the next id to read.
+/// payload of each air-quality reading, the payload of each case-presence reading, and the
+/// next id to read.
 #[allow(clippy::type_complexity, reason = "one private call site")]
 fn scan_records(
     store: &EdgeStore,
     from: Option<u64>,
-) -> Result<(u64, Vec<(Address, Vec<u8>)>), String> {
+) -> Result<(u64, Vec<(Address, Vec<u8>)>, Vec<Vec<u8>>), String> {
     let mut id = match from {
         Some(id) => id,
         None => store
@@ -475,6 +817,7 @@ fn scan_records(
             .unwrap_or(0),
     };
     let mut out = Vec::new();
+    let mut presences = Vec::new();
     for _ in 0..SCAN_BATCH {
         let Some(meta) = store.meta(id).map_err(|e| e.to_string())? else {
             break;
@@ -483,10 +826,72 @@ fn scan_records(
             && let Some(rec) = store.get(id).map_err(|e| e.to_string())?
         {
             out.push((rec.reading.device_address(), rec.reading.payload));
+        } else if meta.kind == CASE_PRESENCE_KIND
+            && let Some(rec) = store.get(id).map_err(|e| e.to_string())?
+        {
+            presences.push(rec.reading.payload);
         }
         id += 1;
     }
-    Ok((id, out))
+    Ok((id, out, presences))
+}
+
+/// Today's UTC day number.
+fn day_now() -> u32 {
+    aerosol::day_of(now_s())
+}
+
+/// Alerts published since the cursor (their records), the new cursor and its height floor.
+#[allow(clippy::type_complexity, reason = "one private call site")]
+fn new_alerts(
+    ledger: &Ledger,
+    from_height: Height,
+    mut cursor: Option<EventCursor>,
+) -> Result<(Vec<AlertRecord>, Option<EventCursor>, Height), String> {
+    let filter = EventFilter {
+        module: Some(aerosol::NAME.into()),
+        kind: Some("alert_published".into()),
+        from_height: Some(from_height),
+        ..EventFilter::default()
+    };
+    let mut out = Vec::new();
+    let mut from = from_height;
+    loop {
+        let page = ledger
+            .events(&filter, cursor, EVENTS_PAGE)
+            .map_err(|e| e.to_string())?;
+        // Taken after the page: it holds every alert the page names (alerts are never
+        // removed).
+        let snap = ledger.store().snapshot().map_err(|e| e.to_string())?;
+        for ev in &page.events {
+            from = from.max(ev.height);
+            let id = ev
+                .event
+                .attributes
+                .iter()
+                .find(|a| a.key == "alert_id")
+                .and_then(|a| Hash::from_hex(&a.value).ok());
+            if let Some(id) = id
+                && let Some(rec) = aerosol::alert(&snap, &id).map_err(|e| e.to_string())?
+            {
+                out.push(rec);
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => {
+                if let Some(last) = page.events.last() {
+                    cursor = Some(EventCursor {
+                        height: last.height,
+                        tx_index: last.tx_index,
+                        event_index: last.event_index.saturating_add(1),
+                    });
+                }
+                break;
+            }
+        }
+    }
+    Ok((out, cursor, from))
 }
 
 /// Spawns the worker. The key is `[aerosol] key_path`, else the `[tracing]` one, else the
@@ -501,7 +906,8 @@ pub async fn start_worker(
     config: &AerosolConfig,
     store: Arc<EdgeStore>,
     ledger: Arc<Ledger>,
-    api: std::net::SocketAddr,
+    broker: SocketAddr,
+    api: SocketAddr,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, crate::NodeError> {
@@ -532,6 +938,7 @@ pub async fn start_worker(
         ledger,
         key,
         api: Client::new(format!("http://{api}")),
+        broker,
         metrics,
     };
     Ok(tokio::spawn(worker.run(stop)))

@@ -30,6 +30,8 @@ use trustedge_types::Keypair;
 use crate::mqtt::{Ack, DeviceClient, DeviceClientOptions, MqttError};
 use crate::tracing_worker::{DIAGNOSIS_KIND, NoticeMessage, encode_diagnosis};
 
+pub mod aerosol;
+
 /// Why a simulated phone could not do something.
 #[derive(Debug, thiserror::Error)]
 pub enum DevSimError {
@@ -78,6 +80,8 @@ pub struct SimPhone {
     pub identity: DeviceIdentity,
     /// Its MQTT client token (random per installation, never its address).
     pub token: String,
+    /// The venue ids it heard from beacons (aerosol alerts, [`aerosol`]).
+    pub presence: aerosol::PresenceLog,
     client: Option<DeviceClient>,
 }
 
@@ -96,6 +100,7 @@ impl SimPhone {
             sightings: SightingLog::new(SightingFilter::default())?,
             identity: DeviceIdentity::new(keypair, 0),
             token,
+            presence: aerosol::PresenceLog::new(),
             client: None,
         })
     }

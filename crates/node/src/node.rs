@@ -386,6 +386,7 @@ pub async fn start_with_config(
             a,
             e.store.clone(),
             ledger.clone(),
+            e.broker.local_addr(),
             local_addr,
             metrics.clone(),
             stop_rx.clone(),
