@@ -349,6 +349,21 @@ impl Client {
         self.get_json("/v1/contacts/chains", &q).await
     }
 
+    /// `GET /v1/origin`: the ranked outbreak-origin candidates of every cluster of
+    /// confirmed cases (nodes with `[origin]`); `refresh` reads the newest ledger events and
+    /// recomputes first; `min_cluster_size` drops smaller clusters.
+    pub async fn origin(
+        &self,
+        refresh: bool,
+        min_cluster_size: Option<usize>,
+    ) -> Result<crate::origin_service::OriginView, ClientError> {
+        let mut q: Vec<(&str, String)> = vec![("refresh", refresh.to_string())];
+        if let Some(m) = min_cluster_size {
+            q.push(("min_cluster_size", m.to_string()));
+        }
+        self.get_json("/v1/origin", &q).await
+    }
+
     /// `GET /openapi.json`.
     pub async fn openapi(&self) -> Result<serde_json::Value, ClientError> {
         self.get_json("/openapi.json", &[]).await

@@ -153,6 +153,10 @@ pub struct NodeConfig {
     /// practice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contacts: Option<crate::contacts_service::ContactsConfig>,
+    /// Outbreak-origin inference (the `[origin]` table; see
+    /// [`crate::origin_service::OriginConfig`]): full nodes only, cloud nodes in practice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<crate::origin_service::OriginConfig>,
 }
 
 mod defaults {
@@ -213,6 +217,7 @@ impl NodeConfig {
             tracing: None,
             aerosol: None,
             contacts: None,
+            origin: None,
         }
     }
 
@@ -317,6 +322,12 @@ impl NodeConfig {
             c.validate()?;
             if self.light {
                 return Err("[contacts] needs a full replica; a light edge node has none".into());
+            }
+        }
+        if let Some(o) = &self.origin {
+            o.validate()?;
+            if self.light {
+                return Err("[origin] needs a full replica; a light edge node has none".into());
             }
         }
         if self.role != Role::Validator && self.upstream.is_empty() {

@@ -29,6 +29,10 @@
 //! - [`contacts_service`]: a node with `[contacts]` (a cloud follower) links the ledger's
 //!   diagnosis uploads and exposure notices into encounters between confirmed cases and
 //!   serves k-hop contact chains (`GET /v1/contacts/chains`).
+//! - [`origin_service`]: a node with `[origin]` (a cloud follower) builds the origin
+//!   inference's inputs from the ledger alone (diagnosis uploads, notices between cases,
+//!   case presences in alerted rooms), ranks outbreak-origin candidates and serves them
+//!   (`GET /v1/origin`).
 //! - [`devsim`]: simulated phones (GAEN broadcaster, sighting log, signing identity, MQTT
 //!   client) driven by a caller's clock and seeded RNG, for `trustedge tracing simulate`
 //!   and tests.
@@ -57,6 +61,7 @@ pub mod light;
 pub mod metrics;
 pub mod mqtt;
 pub mod node;
+pub mod origin_service;
 pub mod sealer;
 mod submit;
 pub mod tracing_worker;

@@ -189,6 +189,8 @@ pub struct Metrics {
     pub aerosol: crate::aerosol_worker::AerosolMetrics,
     /// Contact chains ([`crate::contacts_service`]).
     pub contacts: crate::contacts_service::ContactsMetrics,
+    /// Origin inference ([`crate::origin_service`]).
+    pub origin: crate::origin_service::OriginMetrics,
 }
 
 impl Default for Metrics {
@@ -221,6 +223,7 @@ impl Metrics {
             tracing: crate::tracing_worker::TracingMetrics::default(),
             aerosol: crate::aerosol_worker::AerosolMetrics::default(),
             contacts: crate::contacts_service::ContactsMetrics::default(),
+            origin: crate::origin_service::OriginMetrics::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -330,6 +333,7 @@ impl Metrics {
         m.tracing.register(r);
         m.aerosol.register(r);
         m.contacts.register(r);
+        m.origin.register(r);
         Metrics { registry, ..m }
     }
 

@@ -139,6 +139,7 @@ pub struct RunningNode {
     gossip: Option<JoinHandle<()>>,
     edge: Option<EdgeParts>,
     contacts: Option<JoinHandle<()>>,
+    origin: Option<JoinHandle<()>>,
 }
 
 impl RunningNode {
@@ -193,6 +194,10 @@ impl RunningNode {
         if let Some(c) = self.contacts {
             // The contact index only stops; a failed one has nothing left to report.
             let _ = c.await;
+        }
+        if let Some(o) = self.origin {
+            // The origin worker only stops, too.
+            let _ = o.await;
         }
         let server = self.server.await;
         worker.map_err(|e| NodeError::Task {
@@ -402,6 +407,14 @@ pub async fn start_with_config(
         }
         None => (None, None),
     };
+    let (origin, origin_task) = match config.origin.as_ref().filter(|c| c.enabled) {
+        Some(c) => {
+            let (handle, task) =
+                crate::origin_service::start(c, ledger.clone(), metrics.clone(), stop_rx.clone());
+            (Some(handle), Some(task))
+        }
+        None => (None, None),
+    };
     let app = api::router(ApiContext {
         ledger: ledger.clone(),
         metrics: metrics.clone(),
@@ -415,6 +428,7 @@ pub async fn start_with_config(
         edge_store: edge.as_ref().map(|e| e.store.clone()),
         tracing_export,
         contacts,
+        origin,
     });
     let gossip_task = gossip.as_ref().map(|g| g.start(stop_rx.clone()));
     let mut server_stop = stop_rx;
@@ -447,6 +461,7 @@ pub async fn start_with_config(
         gossip: gossip_task,
         edge,
         contacts: contacts_task,
+        origin: origin_task,
     })
 }
 
@@ -599,6 +614,9 @@ pub async fn run_node(home: &Path, shutdown: impl Future<Output = ()>) -> Result
             }
             if let Some(c) = node.contacts.take() {
                 let _ = c.await;
+            }
+            if let Some(o) = node.origin.take() {
+                let _ = o.await;
             }
             r.map_err(|e| NodeError::Task { task: "api", message: e.to_string() })?
         }

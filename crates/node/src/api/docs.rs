@@ -42,6 +42,7 @@ use super::types::{
         super::tracing::notices,
         super::tracing::export,
         super::contacts::chains,
+        super::origin::origin,
         handlers::metrics,
         handlers::openapi,
     ),
@@ -68,6 +69,13 @@ use super::types::{
         super::contacts::ContactChainsResponse,
         super::contacts::ContactChainResponse,
         super::contacts::ContactHopResponse,
+        crate::origin_service::OriginView,
+        crate::origin_service::OriginCluster,
+        crate::origin_service::OriginCandidateView,
+        crate::origin_service::ExplanationView,
+        crate::origin_service::ContactEvidenceView,
+        crate::origin_service::RoomEvidenceView,
+        crate::origin_service::TreeEdgeView,
     )),
     tags(
         (name = "transactions", description = "Submitting transactions and following them"),
@@ -77,6 +85,7 @@ use super::types::{
         (name = "node", description = "Status, genesis, metrics, this document"),
         (name = "tracing", description = "Exposure notices and GAEN key exports for devices"),
         (name = "contacts", description = "Contact chains among confirmed cases (cloud nodes)"),
+        (name = "origin", description = "Outbreak-origin inference among confirmed cases (cloud nodes)"),
     )
 )]
 pub struct ApiDoc;

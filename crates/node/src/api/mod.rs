@@ -12,6 +12,7 @@ pub mod error;
 mod events;
 pub mod extract;
 pub(crate) mod handlers;
+pub mod origin;
 pub mod tracing;
 pub mod types;
 
@@ -68,6 +69,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/tracing/notices"),
     ("get", "/v1/tracing/exports/{file}"),
     ("get", "/v1/contacts/chains"),
+    ("get", "/v1/origin"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
 ];
@@ -98,6 +100,8 @@ pub struct ApiContext {
     pub tracing_export: Option<Arc<crate::tracing_worker::ExportSigner>>,
     /// The contact index, on nodes with `[contacts]`.
     pub contacts: Option<crate::contacts_service::ContactsHandle>,
+    /// The origin service, on nodes with `[origin]`.
+    pub origin: Option<crate::origin_service::OriginHandle>,
 }
 
 /// The shared state of the handlers.
@@ -160,6 +164,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/v1/tracing/notices", get(tracing::notices))
         .route("/v1/tracing/exports/{file}", get(tracing::export))
         .route("/v1/contacts/chains", get(contacts::chains))
+        .route("/v1/origin", get(origin::origin))
         .route("/metrics", get(h::metrics))
         .route("/openapi.json", get(h::openapi))
         .fallback(h::no_route)

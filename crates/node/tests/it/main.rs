@@ -20,6 +20,7 @@ mod follower;
 mod fuzz;
 mod gossip;
 mod light;
+mod origin;
 mod proofs;
 mod refusals;
 mod submit;
