@@ -10,6 +10,7 @@
 )]
 
 mod aerosol;
+mod aerosol_delivery;
 mod bad_upstream;
 mod common;
 mod consensus;
