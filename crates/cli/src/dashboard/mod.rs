@@ -39,6 +39,8 @@ pub const HEATMAP_ROOMS: usize = 24;
 pub const MAX_TREE_NODES: usize = 400;
 /// Recent event lines kept.
 pub const MAX_EVENTS: usize = 40;
+/// Throughput is averaged over at least this many wall-clock seconds.
+const TPS_WINDOW_S: f64 = 5.0;
 /// Seconds per heatmap column.
 const HOUR_S: u64 = 3_600;
 
@@ -149,7 +151,8 @@ pub struct ChainRow {
     /// The sample.
     #[serde(flatten)]
     pub point: ChainPoint,
-    /// Transactions per wall-clock second since the previous sample.
+    /// Transactions per wall-clock second over the last few seconds (at least
+    /// `TPS_WINDOW_S` once the run is that old).
     pub tps: f64,
 }
 
@@ -235,20 +238,24 @@ impl Dashboard {
     /// Everything the page draws, bounded.
     pub fn snapshot(&self) -> Snapshot {
         let g = self.lock();
-        let mut chain = Vec::with_capacity(g.chain.points.len());
-        let mut prev: Option<&ChainPoint> = None;
-        for p in &g.chain.points {
-            let tps = match prev {
-                Some(q) if p.wall_s > q.wall_s => {
-                    p.txs_total.saturating_sub(q.txs_total) as f64 / (p.wall_s - q.wall_s)
-                }
-                _ => 0.0,
+        let points = &g.chain.points;
+        let mut chain = Vec::with_capacity(points.len());
+        // Blocks land in bursts; a rate over a few seconds reads better than per sample.
+        let mut from = 0;
+        for (i, p) in points.iter().enumerate() {
+            while from + 1 < i && points[from + 1].wall_s <= p.wall_s - TPS_WINDOW_S {
+                from += 1;
+            }
+            let q = &points[from];
+            let tps = if i > 0 && p.wall_s > q.wall_s {
+                p.txs_total.saturating_sub(q.txs_total) as f64 / (p.wall_s - q.wall_s)
+            } else {
+                0.0
             };
             chain.push(ChainRow {
                 point: p.clone(),
                 tps,
             });
-            prev = Some(p);
         }
         let tree = g.tree.as_ref().map(|t| bounded_tree(t, MAX_TREE_NODES));
         Snapshot {

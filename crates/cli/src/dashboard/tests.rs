@@ -31,14 +31,16 @@ fn node(id: &str, p: f64) -> TreeNode {
 }
 
 #[test]
-fn throughput_is_committed_transactions_per_wall_second_between_samples() {
+fn throughput_is_committed_transactions_per_wall_second_over_the_last_seconds() {
     let d = Dashboard::new(RunInfo::default());
     d.chain(chain(0.0, 1, 0));
     d.chain(chain(2.0, 5, 100));
     d.chain(chain(3.0, 6, 130));
+    d.chain(chain(8.0, 7, 230)); // 5 s after 3.0: from there
+    d.chain(chain(9.0, 8, 250)); // 5 s window reaches back to 3.0 (the newest ≤ 4.0)
     let s = d.snapshot();
     let tps: Vec<f64> = s.chain.iter().map(|r| r.tps).collect();
-    assert_eq!(tps, vec![0.0, 50.0, 30.0]);
+    assert_eq!(tps, vec![0.0, 50.0, 130.0 / 3.0, 20.0, 20.0]);
     assert_eq!(s.phase, Phase::Running);
     // Flattened: the page reads height and tps from the same object.
     let v = serde_json::to_value(&s).unwrap();
