@@ -34,4 +34,23 @@ fn main() {
         truth.clusters().len()
     );
     println!("{}", serde_json::to_string(&summary).unwrap());
+    println!("{}", serde_json::to_string(&truth.epi_summary()).unwrap());
+    let pop = city.population();
+    let mut by_kind = std::collections::BTreeMap::new();
+    for inf in &truth.infections {
+        let (route, room) = match inf.route {
+            trustedge_citysim::Route::Seed => continue,
+            trustedge_citysim::Route::Contact { room, .. } => ("contact", room),
+            trustedge_citysim::Route::Room { room } => ("room", room),
+        };
+        let r = pop.room(room);
+        *by_kind
+            .entry(format!(
+                "{route}/{:?}{}",
+                r.kind,
+                if r.badly_ventilated { "/bad" } else { "" }
+            ))
+            .or_insert(0u32) += 1;
+    }
+    println!("infections by route/place: {by_kind:?}");
 }

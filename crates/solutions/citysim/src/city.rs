@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 use trustedge_aerosol::risk::{BoxModelInput, DEPOSITION_PER_H, VIRAL_DECAY_PER_H, box_model};
 
-use crate::epidemic::{contact_dose, draw_course, fires, infectiousness};
+use crate::epidemic::{contact_dose, draw_course, fires, infectiousness, seed_course};
 use crate::plan::{DayPlan, EncounterPiece};
 use crate::population::Population;
 use crate::rng::{int, stream, tag, u01};
@@ -51,7 +51,9 @@ impl City {
             truth: Truth::default(),
             epi_idx: vec![NONE; n],
         };
-        // index cases
+        city.truth.start_s = cfg.start_s;
+        city.truth.end_s = cfg.start_s + u64::from(cfg.days) * DAY_S;
+        // index cases: random people, infection times spread over the seeding days
         let mut rng = stream(seed, tag::SEEDS, 0, 0);
         let mut seeds: Vec<PersonId> = Vec::new();
         while seeds.len() < cfg.seed_cases as usize {
@@ -60,13 +62,21 @@ impl City {
                 seeds.push(p);
             }
         }
+        let (lo, hi) = (
+            cfg.seed_first_day * 60.0 * 24.0,
+            cfg.seed_last_day * 60.0 * 24.0,
+        );
         let mut first: Vec<Infection> = seeds
             .iter()
-            .map(|&p| Infection {
-                person: p,
-                infector: None,
-                route: Route::Seed,
-                time_s: cfg.start_s + int(&mut rng, 0, DAY_S / 60 - 1) * 60,
+            .map(|&p| {
+                let minute = (lo + (hi - lo) * u01(&mut rng)).floor();
+                let t = (cfg.start_s as i64 + minute as i64 * 60).max(0) as u64;
+                Infection {
+                    person: p,
+                    infector: None,
+                    route: Route::Seed,
+                    time_s: t,
+                }
             })
             .collect();
         first.sort_by_key(|i| (i.time_s, i.person));
@@ -74,13 +84,27 @@ impl City {
         for day in 0..cfg.days {
             city.simulate_day(day)?;
         }
+        // index cases are all infected up front: restore the time order
+        city.truth.infections.sort_by_key(|i| (i.time_s, i.person));
         Ok(city)
     }
 
     fn infect(&mut self, infections: Vec<Infection>) {
-        for inf in infections {
+        for mut inf in infections {
             let mut rng = stream(self.seed, tag::PERSON_EPI, u64::from(inf.person.0), 0);
-            let e = draw_course(&self.cfg.epi, inf.person, inf.time_s, &mut rng);
+            let e = if matches!(inf.route, Route::Seed) {
+                let e = seed_course(
+                    &self.cfg.epi,
+                    inf.person,
+                    inf.time_s,
+                    self.cfg.start_s,
+                    &mut rng,
+                );
+                inf.time_s = e.infected_s;
+                e
+            } else {
+                draw_course(&self.cfg.epi, inf.person, inf.time_s, &mut rng)
+            };
             self.epi_idx[inf.person.0 as usize] = self.truth.epi.len() as u32;
             self.truth.epi.push(e);
             self.truth.infections.push(inf);

@@ -87,12 +87,22 @@ pub struct CityConfig {
     pub bad_ventilation_fraction: f64,
     /// Fraction of non-home rooms with an air-quality sensor.
     pub sensor_fraction: f64,
-    /// Index cases infected on day 0.
+    /// Index cases (imported infections), at times spread uniformly over
+    /// `seed_first_day ..= seed_last_day` in random people (see [`epidemic`]).
     pub seed_cases: u32,
+    /// Earliest index-case infection, in days from day 0 (negative: already infected when
+    /// the simulation starts; -14 ..= `seed_last_day`).
+    pub seed_first_day: f64,
+    /// Latest index-case infection, in days from day 0 (`seed_first_day` ..= `days`).
+    pub seed_last_day: f64,
     /// BLE sightings are generated for pairs at most this far apart, m.
     pub ble_range_m: f64,
     /// Seconds between two BLE scans of a device.
     pub scan_interval_s: u64,
+    /// Advertisements of a peer heard (RSSI reported) per scan, 1..=16 (a GAEN scan lasts
+    /// about 4 s against a ~250 ms advertising interval). Default 3.
+    #[serde(default = "default_adverts_per_scan")]
+    pub adverts_per_scan: u32,
     /// Whether [`City::hours`] materialises the RSSI samples ([`Event::Sightings`]) or only
     /// emits encounter descriptors ([`Event::Encounter`], samples via [`City::sightings`]).
     pub materialize_sightings: bool,
@@ -117,9 +127,14 @@ impl Default for CityConfig {
             app_adoption: 0.6,
             bad_ventilation_fraction: 0.2,
             sensor_fraction: 0.3,
-            seed_cases: 5,
+            // 10,000 people: 50 importations over 9 days give ~45 clusters, most with
+            // several confirmed cases within 14 days
+            seed_cases: 110,
+            seed_first_day: -7.0,
+            seed_last_day: 2.0,
             ble_range_m: 8.0,
             scan_interval_s: 60,
+            adverts_per_scan: default_adverts_per_scan(),
             materialize_sightings: true,
             air_step_s: 300,
             window_s: 900,
@@ -128,6 +143,10 @@ impl Default for CityConfig {
             rule_max_distance_m: 2.0,
         }
     }
+}
+
+fn default_adverts_per_scan() -> u32 {
+    3
 }
 
 impl CityConfig {
@@ -156,12 +175,27 @@ impl CityConfig {
                 "seed_cases must be in 1..=population",
             ));
         }
+        if !(self.seed_first_day.is_finite()
+            && self.seed_last_day.is_finite()
+            && self.seed_first_day >= -14.0
+            && self.seed_first_day <= self.seed_last_day
+            && self.seed_last_day <= f64::from(self.days))
+        {
+            return Err(CityError::InvalidConfig(
+                "seeding days must satisfy -14 <= seed_first_day <= seed_last_day <= days",
+            ));
+        }
         if !(self.ble_range_m > 0.0 && self.ble_range_m <= 100.0) {
             return Err(CityError::InvalidConfig("ble_range_m must be in (0, 100]"));
         }
         if !(12..=3600).contains(&self.scan_interval_s) {
             return Err(CityError::InvalidConfig(
                 "scan_interval_s must be in 12..=3600",
+            ));
+        }
+        if !(1..=16).contains(&self.adverts_per_scan) {
+            return Err(CityError::InvalidConfig(
+                "adverts_per_scan must be in 1..=16",
             ));
         }
         for (v, what) in [
@@ -196,6 +230,34 @@ impl CityConfig {
 }
 
 /// Epidemiological parameters (see [`epidemic`] for the model they feed).
+///
+/// The defaults describe an early-phase SARS-CoV-2-like epidemic. Sources (cited from
+/// memory, not re-retrieved in this session; the figures are the published point
+/// estimates as remembered):
+/// - incubation: Lauer et al. 2020, *Ann. Intern. Med.* 172:577 — lognormal, log-mean
+///   1.621, log-σ 0.418 (median 5.1 d, mean 5.5 d); the same fit `trustedge-origin` uses;
+/// - infectiousness around onset: He et al. 2020, *Nat. Med.* 26:672 — infectiousness from
+///   about 2–3 d before onset, peaking at onset, mostly over within 7 d; ~44 % of
+///   transmission presymptomatic (here ≈ 40 %);
+/// - asymptomatic share and infectiousness: Buitrago-Garcia et al. 2020, *PLoS Med.*
+///   17:e1003346 — 31 % (95 % CI 26–37 %) never develop symptoms, relative infectiousness
+///   0.35 (0.10–1.27); CDC planning scenarios (2020) 0.75; here 30 % and 0.5;
+/// - overdispersion: Endo et al. 2020, *Wellcome Open Res.* 5:67 — k ≈ 0.1; Adam et al.
+///   2020, *Nat. Med.* 26:1714 (Hong Kong clusters) — k ≈ 0.43, 20 % of cases caused 80 %
+///   of transmission; here k = 0.3;
+/// - early-phase reproduction number: Li et al. 2020, *NEJM* 382:1199 — R0 2.2 (Wuhan);
+///   Flaxman et al. 2020, *Nature* 584:257 — R0 ≈ 3.3 across Europe before interventions.
+///   The contact and airborne rates below are calibrated so that index cases of the default
+///   10,000-person city cause about 2–2.5 secondary infections each, with isolation after
+///   confirmation (`EpiSummary::r_index`; measured with the `generate` example);
+/// - testing delays: onset → test ≈ 2–3 d and test → result ≈ 1 d (UK NHS Test and Trace
+///   and Kretzschmar et al. 2020, *Lancet Public Health* 5:e452, testing-delay scenarios
+///   of 0–3 d); ~70 % of symptomatic people tested (ascertainment of roughly half of all
+///   infections, as in seroprevalence-vs-cases comparisons of 2020–21);
+/// - airborne emission: Buonanno et al. 2020, *Environ. Int.* 141:105794 — an infectious
+///   person emits ~1–10 quanta/h breathing and speaking at rest, up to 100+ when loud;
+///   Miller et al. 2020 (Skagit choir) ~970 q/h singing. Here 10 q/h at peak (ν = 1),
+///   with the individual factor ν making the rare emitter of tens to hundreds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpiParams {
     /// Incubation period (infection → onset) is lognormal with this mean, days.
@@ -210,6 +272,9 @@ pub struct EpiParams {
     pub infectiousness_sigma_d: f64,
     /// Relative infectiousness of asymptomatic infections.
     pub asymptomatic_infectiousness: f64,
+    /// Shape `k` of the gamma-distributed individual infectiousness (mean 1): small `k`
+    /// means a few superspreaders (see [`epidemic`]).
+    pub dispersion_k: f64,
     /// Probability an infection is symptomatic.
     pub symptomatic_fraction: f64,
     /// Probability a symptomatic person gets tested.
@@ -235,20 +300,22 @@ pub struct EpiParams {
 impl Default for EpiParams {
     fn default() -> Self {
         EpiParams {
-            incubation_mean_d: 5.0,
-            incubation_sigma: 0.45,
-            presymptomatic_d: 2.0,
-            infectious_after_onset_d: 8.0,
+            // Lauer et al. 2020: exp(1.621 + 0.418²/2) = 5.5 d
+            incubation_mean_d: 5.5,
+            incubation_sigma: 0.418,
+            presymptomatic_d: 2.5,
+            infectious_after_onset_d: 7.0,
             infectiousness_sigma_d: 2.0,
             asymptomatic_infectiousness: 0.5,
-            symptomatic_fraction: 0.65,
+            dispersion_k: 0.4,
+            symptomatic_fraction: 0.7,
             test_symptomatic: 0.75,
             test_asymptomatic: 0.1,
             onset_to_test_mean_d: 2.0,
             test_to_confirm_mean_d: 1.0,
             isolation_d: 10.0,
             beta_contact_per_min: 4e-4,
-            quanta_per_h: 3.0,
+            quanta_per_h: 5.0,
             breathing_m3_per_h: 0.72,
             window_quanta_per_h: 25.0,
         }
@@ -263,6 +330,7 @@ impl EpiParams {
             self.incubation_sigma,
             self.infectious_after_onset_d,
             self.infectiousness_sigma_d,
+            self.dispersion_k,
             self.onset_to_test_mean_d,
             self.test_to_confirm_mean_d,
         ];

@@ -58,6 +58,8 @@ pub struct PersonEpi {
     pub onset_s: u64,
     /// Whether symptomatic.
     pub symptomatic: bool,
+    /// Individual infectiousness `ν` (gamma, mean 1; see [`crate::epidemic`]).
+    pub infectiousness_factor: f32,
     /// Test time, if tested.
     pub tested_s: Option<u64>,
     /// Confirmation time, if tested.
@@ -68,6 +70,19 @@ impl PersonEpi {
     /// The observed onset: `Some` only for symptomatic infections.
     pub fn observed_onset_s(&self) -> Option<u64> {
         self.symptomatic.then_some(self.onset_s)
+    }
+
+    /// The same course `by_s` seconds later.
+    pub fn shifted(&self, by_s: u64) -> PersonEpi {
+        PersonEpi {
+            infected_s: self.infected_s + by_s,
+            infectious_from_s: self.infectious_from_s + by_s,
+            infectious_until_s: self.infectious_until_s + by_s,
+            onset_s: self.onset_s + by_s,
+            tested_s: self.tested_s.map(|t| t + by_s),
+            confirmed_s: self.confirmed_s.map(|t| t + by_s),
+            ..*self
+        }
     }
 }
 
@@ -118,18 +133,60 @@ pub enum RiskBasis {
     Actual,
 }
 
-/// One cluster: a tree of the transmission forest.
+/// Least confirmed cases of a cluster whose origin is scored ([`crate::score::score_origins`]):
+/// with one confirmed case there is nothing to infer.
+pub const MIN_SCORED_CONFIRMED: usize = 2;
+
+/// One true cluster: the subtree of the transmission forest grown from one index case.
+///
+/// Definition shared by the simulation driver and `trustedge origin eval --city`:
+/// - its **members** are every infection descending (through the true infector links,
+///   confirmed or not) from one index case ([`Route::Seed`]), the root included;
+/// - its **confirmed** cases are the members confirmed before the end of the observation
+///   ([`Truth::end_s`]): the cases the system can know. Two confirmed cases are in the same
+///   cluster exactly when the true tree links them, possibly through unconfirmed people;
+/// - its **origin** is its earliest-infected confirmed case (ties: smaller person id) — the
+///   case an investigation should point at, since the root itself may never be confirmed.
+///   Only clusters with at least [`MIN_SCORED_CONFIRMED`] confirmed cases are scored.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Cluster {
-    /// The seed case at its root.
+    /// The index case at its root.
     pub root: PersonId,
     /// All members (root included), by infection time.
     pub members: Vec<PersonId>,
-    /// Confirmed members.
+    /// Members confirmed before [`Truth::end_s`], by infection time.
     pub confirmed: Vec<PersonId>,
-    /// The true origin(s) among confirmed members: those nearest the root (fewest
-    /// generations); empty when nobody of the cluster was confirmed.
-    pub origins: Vec<PersonId>,
+    /// The earliest-infected confirmed member; `None` when no member was confirmed.
+    pub origin: Option<PersonId>,
+}
+
+/// Figures of the generated epidemic (for calibration and sanity checks).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EpiSummary {
+    /// Infections, index cases included.
+    pub infections: usize,
+    /// Index cases.
+    pub index_cases: usize,
+    /// Infections through close-range contact.
+    pub by_contact: usize,
+    /// Infections through shared room air.
+    pub by_room: usize,
+    /// Fraction of infections without symptoms.
+    pub asymptomatic_fraction: f64,
+    /// Cases confirmed before the end of the observation.
+    pub confirmed: usize,
+    /// Clusters (one per index case).
+    pub clusters: usize,
+    /// Clusters with at least [`MIN_SCORED_CONFIRMED`] confirmed cases.
+    pub scored_clusters: usize,
+    /// Index cases whose whole infectious period lies within the observation: the early-phase cohort over which `r_index` is measured.
+    pub index_cohort: usize,
+    /// Mean secondary infections of that cohort (the early-phase reproduction number,
+    /// isolation after confirmation included; `None` when the cohort is empty).
+    pub r_index: Option<f64>,
+    /// Share of the cohort's secondary infections caused by its most infectious 20 %
+    /// (overdispersion: about 0.8 for k ≈ 0.1–0.5, 0.2–0.4 without).
+    pub top20_share: Option<f64>,
 }
 
 /// The whole ground truth.
@@ -148,6 +205,11 @@ pub struct Truth {
     pub copresent_app_pair_days: u64,
     /// Occupied windows of sensor rooms.
     pub risk_windows: Vec<RiskWindowTruth>,
+    /// Start of the observation (day 0), Unix s.
+    pub start_s: u64,
+    /// End of the observation (end of the last simulated day), Unix s: events at or after
+    /// it (e.g. later confirmations) are not observed.
+    pub end_s: u64,
 }
 
 impl Truth {
@@ -173,13 +235,20 @@ impl Truth {
             .saturating_sub(self.app_close_contacts().len() as u64)
     }
 
-    /// Confirmed cases as origin-inference inputs (`CaseId` = person id, observed onset).
+    /// The confirmation time of `e` if it falls before [`Truth::end_s`].
+    pub fn observed_confirmation_s(&self, e: &PersonEpi) -> Option<u64> {
+        e.confirmed_s.filter(|&c| c < self.end_s)
+    }
+
+    /// Cases confirmed before [`Truth::end_s`] as origin-inference inputs (`CaseId` =
+    /// person id, the exact observed onset; see `trustedge origin eval --city` for the
+    /// day-resolution form the system actually knows).
     pub fn confirmed_cases(&self) -> Vec<Case> {
         let mut v: Vec<Case> = self
             .epi
             .iter()
             .filter_map(|e| {
-                e.confirmed_s.map(|c| Case {
+                self.observed_confirmation_s(e).map(|c| Case {
                     id: CaseId(e.person.0),
                     symptom_onset_s: e.observed_onset_s(),
                     confirmation_s: c,
@@ -196,7 +265,7 @@ impl Truth {
     pub fn true_exposures(&self, days_before: u32, start_s: u64) -> BTreeSet<(PersonId, PersonId)> {
         let mut window: BTreeMap<PersonId, (u32, u32)> = BTreeMap::new();
         for e in &self.epi {
-            if let (Some(c), Some(t)) = (e.confirmed_s, e.tested_s) {
+            if let (Some(c), Some(t)) = (self.observed_confirmation_s(e), e.tested_s) {
                 let anchor = if e.symptomatic { e.onset_s.min(t) } else { t };
                 let from = (anchor.saturating_sub(start_s) / DAY_S) as u32;
                 let to = (c.saturating_sub(start_s) / DAY_S) as u32;
@@ -231,44 +300,104 @@ impl Truth {
             .collect()
     }
 
-    /// The clusters: one per seed case, with the true origins among confirmed members.
+    /// The clusters (see [`Cluster`] for the definition), in index-case infection order.
     pub fn clusters(&self) -> Vec<Cluster> {
-        let mut root_of: BTreeMap<PersonId, (PersonId, u32)> = BTreeMap::new();
+        let mut root_of: BTreeMap<PersonId, PersonId> = BTreeMap::new();
         let mut clusters: Vec<Cluster> = Vec::new();
         let mut index: BTreeMap<PersonId, usize> = BTreeMap::new();
-        for inf in &self.infections {
-            let (root, depth) = match inf.infector.and_then(|i| root_of.get(&i).copied()) {
-                Some((r, d)) => (r, d + 1),
-                None => (inf.person, 0),
-            };
-            root_of.insert(inf.person, (root, depth));
+        let epi: BTreeMap<PersonId, &PersonEpi> = self.epi.iter().map(|e| (e.person, e)).collect();
+        let mut order: Vec<&Infection> = self.infections.iter().collect();
+        order.sort_by_key(|i| (i.time_s, i.person));
+        for inf in order {
+            let root = inf
+                .infector
+                .and_then(|i| root_of.get(&i).copied())
+                .unwrap_or(inf.person);
+            root_of.insert(inf.person, root);
             let k = *index.entry(root).or_insert_with(|| {
                 clusters.push(Cluster {
                     root,
                     members: Vec::new(),
                     confirmed: Vec::new(),
-                    origins: Vec::new(),
+                    origin: None,
                 });
                 clusters.len() - 1
             });
             clusters[k].members.push(inf.person);
-        }
-        for c in &mut clusters {
-            let mut best = u32::MAX;
-            for m in &c.members {
-                if self.epi_of(*m).and_then(|e| e.confirmed_s).is_some() {
-                    c.confirmed.push(*m);
-                    let d = root_of.get(m).map_or(u32::MAX, |x| x.1);
-                    if d < best {
-                        best = d;
-                        c.origins.clear();
-                    }
-                    if d == best {
-                        c.origins.push(*m);
-                    }
-                }
+            if epi
+                .get(&inf.person)
+                .and_then(|e| self.observed_confirmation_s(e))
+                .is_some()
+            {
+                clusters[k].confirmed.push(inf.person);
             }
         }
+        for c in &mut clusters {
+            // members are in (infection time, id) order: the first confirmed one is the origin
+            c.origin = c.confirmed.first().copied();
+        }
         clusters
+    }
+
+    /// Figures of the epidemic (see [`EpiSummary`]).
+    pub fn epi_summary(&self) -> EpiSummary {
+        let mut offspring: BTreeMap<PersonId, usize> = BTreeMap::new();
+        let (mut by_contact, mut by_room) = (0, 0);
+        for inf in &self.infections {
+            match inf.route {
+                Route::Seed => {}
+                Route::Contact { .. } => by_contact += 1,
+                Route::Room { .. } => by_room += 1,
+            }
+            if let Some(src) = inf.infector {
+                *offspring.entry(src).or_default() += 1;
+            }
+        }
+        let index: Vec<&Infection> = self
+            .infections
+            .iter()
+            .filter(|i| matches!(i.route, Route::Seed))
+            .collect();
+        let mut cohort: Vec<usize> = index
+            .iter()
+            .filter(|i| {
+                self.epi_of(i.person).is_some_and(|e| {
+                    e.infectious_from_s >= self.start_s && e.infectious_until_s <= self.end_s
+                })
+            })
+            .map(|i| offspring.get(&i.person).copied().unwrap_or(0))
+            .collect();
+        cohort.sort_unstable_by(|a, b| b.cmp(a));
+        let total: usize = cohort.iter().sum();
+        let r_index = (!cohort.is_empty()).then(|| total as f64 / cohort.len() as f64);
+        let top = cohort.len().div_ceil(5);
+        let top20_share =
+            (total > 0).then(|| cohort[..top].iter().sum::<usize>() as f64 / total as f64);
+        let clusters = self.clusters();
+        let asym = self.epi.iter().filter(|e| !e.symptomatic).count();
+        EpiSummary {
+            infections: self.infections.len(),
+            index_cases: index.len(),
+            by_contact,
+            by_room,
+            asymptomatic_fraction: if self.epi.is_empty() {
+                0.0
+            } else {
+                asym as f64 / self.epi.len() as f64
+            },
+            confirmed: self
+                .epi
+                .iter()
+                .filter(|e| self.observed_confirmation_s(e).is_some())
+                .count(),
+            clusters: clusters.len(),
+            scored_clusters: clusters
+                .iter()
+                .filter(|c| c.confirmed.len() >= MIN_SCORED_CONFIRMED)
+                .count(),
+            index_cohort: cohort.len(),
+            r_index,
+            top20_share,
+        }
     }
 }
