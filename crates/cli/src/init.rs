@@ -15,7 +15,9 @@
 //! `DIR/keys/laboratory-1-clinician.json`, issues verification certificates.
 //!
 //! Cloud nodes get `[contacts]`: they index contact chains among confirmed cases from the
-//! ledger and serve `GET /v1/contacts/chains` (`trustedge tracing chains`).
+//! ledger and serve `GET /v1/contacts/chains` (`trustedge tracing chains`); and `[origin]`:
+//! they rank outbreak-origin candidates from the ledger (`GET /v1/origin`, `trustedge origin
+//! --node`).
 
 use std::path::{Path, PathBuf};
 
@@ -518,6 +520,8 @@ fn write_config(
     if n.role == NodeRole::Cloud {
         // Cloud nodes index contact chains among confirmed cases from the ledger.
         config.contacts = Some(trustedge_node::contacts_service::ContactsConfig::default());
+        // ... and infer outbreak origins from them (`GET /v1/origin`).
+        config.origin = Some(trustedge_node::origin_service::OriginConfig::default());
     }
     if n.home.join(trustedge_node::config::CONFIG_FILE).exists() {
         anyhow::bail!(

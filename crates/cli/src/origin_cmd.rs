@@ -1,17 +1,36 @@
-//! `trustedge origin`: outbreak-origin inference (`trustedge-origin`). For now `eval`, which
-//! measures the inference against the "earliest symptom onset" baseline over seeded
-//! synthetic outbreaks; ranking a running cloud node's confirmed cases
-//! (`trustedge origin --node URL`) waits for the node-side data path and will call
-//! `trustedge_origin::rank_origins`.
+//! `trustedge origin`: outbreak-origin inference (`trustedge-origin`).
+//!
+//! - `trustedge origin --node URL [--json]`: the ranked origin candidates a cloud node with
+//!   `[origin]` infers from the ledger (`GET /v1/origin`), with what supports each
+//!   (contacts and rooms), the most likely tree and the earliest-onset baseline.
+//! - `trustedge origin eval`: measures the inference against the "earliest symptom onset"
+//!   baseline over seeded synthetic outbreaks.
 
 use clap::{Args, Subcommand};
+use trustedge_node::origin_service::{OriginCluster, OriginView, TreeEdgeView};
 use trustedge_origin::{EvalSpec, evaluate};
+
+use crate::remote;
 
 /// Outbreak-origin inference.
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct OriginArgs {
     #[command(subcommand)]
-    command: OriginCommand,
+    command: Option<OriginCommand>,
+    /// API URL of a node with `[origin]` (a cloud node): print its ranked candidates.
+    #[arg(long)]
+    node: Option<String>,
+    /// Ask the node to read the newest ledger events and recompute first.
+    #[arg(long)]
+    refresh: bool,
+    /// Only clusters with at least this many cases (default: 2 in the human form, 1 with
+    /// --json).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    min_cluster_size: Option<u64>,
+    /// Print the node's JSON answer.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -35,8 +54,14 @@ enum OriginCommand {
 }
 
 /// Runs `trustedge origin ...`.
-pub fn run(args: &OriginArgs) -> anyhow::Result<()> {
-    match &args.command {
+pub async fn run(args: &OriginArgs) -> anyhow::Result<()> {
+    let Some(command) = &args.command else {
+        let Some(node) = &args.node else {
+            anyhow::bail!("give --node URL (a cloud node with [origin]) or a subcommand (eval)");
+        };
+        return from_node(node, args).await;
+    };
+    match command {
         OriginCommand::Eval {
             seed,
             outbreaks,
@@ -81,6 +106,216 @@ pub fn run(args: &OriginArgs) -> anyhow::Result<()> {
                 println!("{wall_s:.2} s");
             }
             Ok(())
+        }
+    }
+}
+
+/// `trustedge origin --node URL`.
+async fn from_node(node: &str, args: &OriginArgs) -> anyhow::Result<()> {
+    let min = args
+        .min_cluster_size
+        .map(|m| usize::try_from(m).unwrap_or(usize::MAX))
+        .unwrap_or(if args.json { 1 } else { 2 });
+    let client = remote::client(node)?;
+    let v = remote::call(client.origin(args.refresh, Some(min))).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    print!("{}", human(&v, min));
+    Ok(())
+}
+
+/// The human form of an answer.
+fn human(v: &OriginView, min: usize) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "height {}: {} confirmed case(s), {} close contact(s) and {} alerted room window(s) between them; {} cluster(s) of {}+ case(s)",
+        v.height,
+        v.cases,
+        v.contacts,
+        v.rooms,
+        v.clusters.len(),
+        min
+    );
+    for (i, cl) in v.clusters.iter().enumerate() {
+        cluster(&mut o, i, cl, v.baseline.get(i));
+    }
+    o
+}
+
+fn cluster(o: &mut String, i: usize, cl: &OriginCluster, baseline: Option<&String>) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        o,
+        "\ncluster {} — {} case(s), {} trees sampled",
+        i + 1,
+        cl.cases.len(),
+        cl.samples
+    );
+    for (rank, c) in cl.candidates.iter().enumerate() {
+        let onset = c.onset_s.map_or("onset unknown".to_string(), |s| {
+            format!("onset day {}", s / 86_400)
+        });
+        let _ = writeln!(
+            o,
+            "  {}. {}  p = {:.3}  ({onset}, confirmed day {})",
+            rank + 1,
+            short(&c.case),
+            c.probability,
+            c.confirmation_s / 86_400
+        );
+        let Some(x) = &c.explanation else { continue };
+        for e in &x.contacts {
+            let _ = writeln!(
+                o,
+                "       contact {} → {}  day {}  score {}",
+                short(&e.from),
+                short(&e.to),
+                e.start_s / 86_400,
+                e.score
+            );
+        }
+        for r in &x.rooms {
+            let _ = writeln!(
+                o,
+                "       room    {} → {}  venue {}  day {} {}–{}  p = {:.3}",
+                short(&r.from),
+                short(&r.to),
+                short(&r.venue),
+                r.start_s / 86_400,
+                clock(r.start_s),
+                clock(r.end_s),
+                r.probability
+            );
+        }
+        if !x.unexplained.is_empty() {
+            let _ = writeln!(
+                o,
+                "       not explained from it: {}",
+                x.unexplained
+                    .iter()
+                    .map(|c| short(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "  most likely tree: {}",
+        cl.tree.iter().map(edge).collect::<Vec<_>>().join("; ")
+    );
+    if let Some(b) = baseline {
+        let _ = writeln!(o, "  earliest-onset baseline: {}", short(b));
+    }
+}
+
+fn edge(e: &TreeEdgeView) -> String {
+    match &e.from {
+        None => format!("(import) → {}", short(&e.to)),
+        Some(f) => format!("{} → {} [{}]", short(f), short(&e.to), e.kind),
+    }
+}
+
+/// `hh:mm` UTC of a Unix time.
+fn clock(t_s: u64) -> String {
+    let s = t_s % 86_400;
+    format!("{:02}:{:02}", s / 3600, (s % 3600) / 60)
+}
+
+/// The first 16 hex digits of an id.
+fn short(hex: &str) -> &str {
+    hex.get(..16).unwrap_or(hex)
+}
+
+#[cfg(test)]
+mod tests {
+    use trustedge_node::origin_service::{
+        ContactEvidenceView, ExplanationView, OriginCandidateView, RoomEvidenceView,
+    };
+
+    use super::*;
+
+    fn id(c: char) -> String {
+        c.to_string().repeat(64)
+    }
+
+    #[test]
+    fn the_human_form_names_candidates_evidence_tree_and_baseline() {
+        let edge = |from: Option<char>, to: char, kind: &str| TreeEdgeView {
+            from: from.map(id),
+            to: id(to),
+            weight: 0.1,
+            posterior: 0.9,
+            kind: kind.into(),
+            contacts: 0,
+            rooms: 0,
+        };
+        let v = OriginView {
+            height: 12,
+            cases: 3,
+            contacts: 1,
+            rooms: 1,
+            seed: 1,
+            clusters: vec![OriginCluster {
+                cases: vec![id('a'), id('b'), id('c')],
+                samples: 100,
+                candidates: vec![OriginCandidateView {
+                    case: id('a'),
+                    probability: 0.875,
+                    onset_s: Some(20_000 * 86_400 + 43_200),
+                    confirmation_s: 20_007 * 86_400 + 5,
+                    explanation: Some(ExplanationView {
+                        contacts: vec![ContactEvidenceView {
+                            from: id('a'),
+                            to: id('b'),
+                            start_s: 20_001 * 86_400 + 43_200,
+                            score: 300.0,
+                        }],
+                        rooms: vec![RoomEvidenceView {
+                            from: id('a'),
+                            to: id('c'),
+                            venue: "ab".repeat(16),
+                            start_s: 20_001 * 86_400 + 36_000,
+                            end_s: 20_001 * 86_400 + 36_900,
+                            probability: 0.08,
+                        }],
+                        subtree: vec![],
+                        unexplained: vec![],
+                        contact_count: 1,
+                        room_count: 1,
+                        chains: vec![],
+                    }),
+                }],
+                tree: vec![
+                    edge(None, 'a', "import"),
+                    edge(Some('a'), 'b', "contact"),
+                    edge(Some('a'), 'c', "room"),
+                ],
+                baseline: vec![id('a')],
+            }],
+            baseline: vec![id('a')],
+            ignored_evidence: 0,
+        };
+        let text = human(&v, 2);
+        let a = "a".repeat(16);
+        let b = "b".repeat(16);
+        let c = "c".repeat(16);
+        for want in [
+            "height 12: 3 confirmed case(s), 1 close contact(s) and 1 alerted room window(s)",
+            &format!("1. {a}  p = 0.875  (onset day 20000, confirmed day 20007)"),
+            &format!("contact {a} → {b}  day 20001  score 300"),
+            &format!(
+                "room    {a} → {c}  venue {}  day 20001 10:00–10:15  p = 0.080",
+                "ab".repeat(8)
+            ),
+            &format!("most likely tree: (import) → {a}; {a} → {b} [contact]; {a} → {c} [room]"),
+            &format!("earliest-onset baseline: {a}"),
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
         }
     }
 }
