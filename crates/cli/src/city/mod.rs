@@ -1,3 +1,931 @@
 //! The city simulation driven through the real stack: `trustedge simulate` and the demo.
+//!
+//! [`run`] generates a seeded city ([`trustedge_citysim::City`]), starts a network in this
+//! process on loopback (4 validators in BFT consensus, 2 edges with MQTT + `[tracing]` +
+//! `[aerosol]`, 1 cloud; see [`net`]), registers every app user's phone and every sensor
+//! room's air-quality device on the ledger, and plays the city's hourly event stream
+//! through them ([`play`]): encounters become sightings on the phones, signed encounter
+//! uploads over MQTT to the phone's edge (by household), air readings go to the room's edge,
+//! and each confirmation makes the laboratory clinician certify the case's keys and the
+//! case's phone ask its edge to relay them; the edges' tracing workers publish notices that
+//! come back over MQTT and are recognised by the phones' own RPI tables.
+//!
+//! **Accelerated clock.** The ledger checks times against its block time, which is real
+//! time: keys at most 14 days old, alerts at most 14 days old, certificates issued not
+//! after the block time. So the city is placed in the recent past — day 0 starts at the UTC
+//! midnight `days` days before today — and played as fast as the stack allows (or at
+//! `pace` simulated seconds per wall second). Certificates are issued at the real time of
+//! the run; readings carry their simulated times.
+//!
+//! **Evaluation.** Close contacts are judged on every app-user pair-day by running the
+//! edges' pure `ExposureEngine` (same settings) over the uploads the phones sent with every
+//! phone's keys — evaluation only, never part of the system. Notifications are the notices
+//! the phones actually received; aerosol alerts are those committed on the ledger, mapped
+//! back to rooms through each room's venue secret; origin comes from the cloud's
+//! `GET /v1/origin` when that endpoint exists (else `null`).
 
+pub mod cmd;
 pub mod feed;
+pub mod net;
+pub mod play;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use trustedge_citysim::score::{PrecisionRecall, quantile};
+use trustedge_citysim::{City, CityConfig, PersonId, RiskBasis, RoomId};
+use trustedge_node::mqtt::{DeviceClient, DeviceClientOptions, Notice};
+use trustedge_node::tracing_worker::{parse_notice, parse_relay_outcome};
+use trustedge_node::Client;
+use trustedge_types::Hash;
+
+pub use feed::{CityObserver, NoObserver};
+use feed::{ChainPoint, ContactPoint};
+use play::{HourWork, Outgoing, Player};
+
+/// Seconds in a day.
+const DAY_S: u64 = 86_400;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct CityRunOptions {
+    /// Seed of the city, its devices and their keys.
+    pub seed: u64,
+    /// People.
+    pub population: u32,
+    /// Simulated days.
+    pub days: u32,
+    /// Directory for the network's homes (created; must not hold a network already).
+    pub home: PathBuf,
+    /// Simulated seconds per wall second; `None` plays as fast as possible.
+    pub pace: Option<f64>,
+    /// Draw a progress bar over simulated hours on stderr.
+    pub progress: bool,
+    /// Seconds between two BLE scans of a phone (GAEN: 3.5–5 min).
+    pub scan_interval_s: u64,
+    /// MQTT connections per edge shared by its devices (each device always uses the same
+    /// one; every reading is signed by its own device key).
+    pub pool: usize,
+    /// Longest wait for notices and alerts after the last hour, s.
+    pub drain_timeout_s: u64,
+}
+
+impl Default for CityRunOptions {
+    fn default() -> Self {
+        CityRunOptions {
+            seed: 1,
+            population: 10_000,
+            days: 14,
+            home: std::env::temp_dir().join("trustedge-city"),
+            pace: None,
+            progress: false,
+            scan_interval_s: 240,
+            pool: 16,
+            drain_timeout_s: 60,
+        }
+    }
+}
+
+/// Precision / recall / nDCF of the close-contact decision.
+#[derive(Clone, Debug, Serialize)]
+pub struct CloseContactMetrics {
+    /// TP / (TP + FP).
+    pub precision: f64,
+    /// TP / (TP + FN).
+    pub recall: f64,
+    /// nDCF (P_miss + P_false_alarm).
+    pub ndcf: f64,
+    /// True app-user close-contact pair-days.
+    pub true_pair_days: u64,
+    /// Pair-days decided close.
+    pub decided_pair_days: u64,
+    /// How the decisions were obtained.
+    pub method: &'static str,
+}
+
+/// Latency quantiles, s.
+#[derive(Clone, Debug, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: Option<f64>,
+    /// 95th percentile.
+    pub p95: Option<f64>,
+    /// Maximum.
+    pub max: Option<f64>,
+}
+
+/// Exposure notifications received by phones.
+#[derive(Clone, Debug, Serialize)]
+pub struct NotificationMetrics {
+    /// Of (phone, case) pairs notified, the fraction truly exposed.
+    pub precision: f64,
+    /// Of true exposures (app users' close contacts of confirmed app-using cases), the
+    /// fraction notified.
+    pub recall: f64,
+    /// Confirmation (relay request published) → first notice at the phone, wall-clock s.
+    pub latency_s: Latency,
+    /// True exposures.
+    pub true_exposures: u64,
+    /// (phone, case) pairs notified.
+    pub notified_pairs: u64,
+}
+
+/// Aerosol alerts on the ledger against the truth's elevated-risk windows.
+#[derive(Clone, Debug, Serialize)]
+pub struct AerosolMetrics {
+    /// Of `elevated_risk` alerts, the fraction on a truly elevated window.
+    pub precision: f64,
+    /// Of truly elevated windows of sensor rooms, the fraction alerted.
+    pub recall: f64,
+    /// Threshold of "elevated" (the edge's alert rule).
+    pub threshold: f64,
+    /// Truth basis.
+    pub basis: &'static str,
+    /// Alerts on the ledger by kind.
+    pub alerts_by_kind: BTreeMap<String, u64>,
+    /// Truly elevated windows.
+    pub true_windows: u64,
+}
+
+/// Origin inference accuracy.
+#[derive(Clone, Debug, Serialize)]
+pub struct OriginMetrics {
+    /// Top-1 accuracy over clusters with a true origin.
+    pub top1: f64,
+    /// Top-3 accuracy.
+    pub top3: f64,
+    /// Earliest-onset baseline, top-1.
+    pub baseline_top1: f64,
+    /// Earliest-onset baseline, top-3.
+    pub baseline_top3: f64,
+    /// Clusters scored.
+    pub clusters: u64,
+}
+
+/// Ledger figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct LedgerMetrics {
+    /// Sum of the committed blocks' encoded sizes.
+    pub bytes: u64,
+    /// Committed height at the end.
+    pub height: u64,
+    /// Transactions committed.
+    pub txs: u64,
+    /// Transactions committed per wall second of the run (network start to end).
+    pub tx_per_s: f64,
+}
+
+/// Edge figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct EdgeMetrics {
+    /// Bytes of the edges' stores (encrypted readings kept at the edges).
+    pub raw_bytes: u64,
+    /// Records kept.
+    pub records: u64,
+    /// Raw bytes the devices' data stands for (scan records 29 B, air readings 48 B, …).
+    pub device_raw_bytes: u64,
+}
+
+/// Counts of the run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counts {
+    /// People.
+    pub people: u64,
+    /// App users (phones).
+    pub app_users: u64,
+    /// Sensor rooms.
+    pub sensors: u64,
+    /// Encounter pieces between app users.
+    pub encounters: u64,
+    /// RSSI samples generated.
+    pub rssi_samples: u64,
+    /// Encounter uploads accepted by the edges.
+    pub encounter_uploads: u64,
+    /// Air readings accepted.
+    pub air_readings: u64,
+    /// Confirmed cases (all).
+    pub confirmed: u64,
+    /// Confirmed app users whose keys were relayed.
+    pub confirmed_relayed: u64,
+    /// Notices received and recognised by a phone.
+    pub notices: u64,
+    /// Readings refused by an edge.
+    pub refused: u64,
+}
+
+/// The metrics of a run (`trustedge simulate --json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct CityMetrics {
+    /// Seed.
+    pub seed: u64,
+    /// People.
+    pub population: u32,
+    /// Days.
+    pub days: u32,
+    /// Unix time of day 0.
+    pub start_s: u64,
+    /// Close-contact decisions.
+    pub close_contact: CloseContactMetrics,
+    /// Notifications.
+    pub notification: NotificationMetrics,
+    /// Aerosol alerts.
+    pub aerosol_alerts: AerosolMetrics,
+    /// Origin inference (`null` when the cloud serves no `/v1/origin`).
+    pub origin: Option<OriginMetrics>,
+    /// Ledger.
+    pub ledger: LedgerMetrics,
+    /// Edges.
+    pub edge: EdgeMetrics,
+    /// Counts.
+    pub counts: Counts,
+    /// Wall-clock seconds of the whole run.
+    pub wall_s: f64,
+    /// Wall-clock seconds by phase.
+    pub phases_s: BTreeMap<String, f64>,
+}
+
+/// A notice (or relay outcome) that reached a pool connection.
+struct Arrival {
+    notice: Notice,
+    at: Instant,
+}
+
+/// A job for a pool connection: publish these readings in order.
+struct Job {
+    readings: Vec<trustedge_device::SignedReading>,
+    done: tokio::sync::oneshot::Sender<(u64, u64)>,
+}
+
+/// Runs a pool connection: publishes jobs in order and forwards every notice.
+async fn connection(
+    mut client: DeviceClient,
+    mut jobs: mpsc::Receiver<Job>,
+    arrivals: mpsc::UnboundedSender<Arrival>,
+) {
+    loop {
+        while let Some(n) = client.next_notice(Duration::ZERO).await {
+            let _ = arrivals.send(Arrival {
+                notice: n,
+                at: Instant::now(),
+            });
+        }
+        tokio::select! {
+            job = jobs.recv() => {
+                let Some(job) = job else { break };
+                let (mut ok, mut refused) = (0u64, 0u64);
+                for r in &job.readings {
+                    match client.publish_reading(r).await {
+                        Ok(a) if a.accepted => ok += 1,
+                        Ok(a) => {
+                            refused += 1;
+                            tracing::debug!(?a, "reading refused");
+                        }
+                        Err(e) => {
+                            refused += 1;
+                            tracing::debug!(error = %e, "publish failed");
+                        }
+                    }
+                }
+                let _ = job.done.send((ok, refused));
+            }
+            n = client.next_notice(Duration::from_millis(50)) => {
+                if let Some(n) = n {
+                    let _ = arrivals.send(Arrival { notice: n, at: Instant::now() });
+                }
+            }
+        }
+    }
+    client.disconnect().await;
+}
+
+/// The pool: `pool` connections per edge.
+struct Pool {
+    senders: Vec<Vec<mpsc::Sender<Job>>>,
+}
+
+impl Pool {
+    /// Publishes every reading through its connection, all connections at once; returns
+    /// (accepted, refused).
+    async fn publish(&self, items: Vec<Outgoing>) -> (u64, u64) {
+        let mut groups: HashMap<(usize, usize), Vec<_>> = HashMap::new();
+        for o in items {
+            groups.entry((o.edge, o.slot)).or_default().push(o.reading);
+        }
+        let mut waits = Vec::new();
+        for ((edge, slot), readings) in groups {
+            let Some(tx) = self.senders.get(edge).and_then(|s| s.get(slot)) else {
+                continue;
+            };
+            let (done, rx) = tokio::sync::oneshot::channel();
+            if tx.send(Job { readings, done }).await.is_ok() {
+                waits.push(rx);
+            }
+        }
+        let (mut ok, mut refused) = (0, 0);
+        for w in waits {
+            if let Ok((a, r)) = w.await {
+                ok += a;
+                refused += r;
+            }
+        }
+        (ok, refused)
+    }
+}
+
+/// What the notice listener learned.
+#[derive(Default)]
+struct Heard {
+    /// Own RPI → phone's person.
+    own: HashMap<[u8; 16], PersonId>,
+    /// Upload id → (case, time its relay request was published).
+    cases: HashMap<Hash, (PersonId, Instant)>,
+    /// (phone, case) → latency s.
+    notified: BTreeMap<(PersonId, PersonId), f64>,
+    /// Notices whose case was not (yet) known, kept to resolve later.
+    orphans: Vec<([u8; 16], Hash, Instant)>,
+    relays_accepted: u64,
+    relays_refused: u64,
+    last_arrival: Option<Instant>,
+}
+
+impl Heard {
+    fn take(&mut self, a: Arrival) {
+        if let Some(o) = parse_relay_outcome(&a.notice.topic, &a.notice.payload) {
+            if o.accepted {
+                self.relays_accepted += 1;
+            } else {
+                self.relays_refused += 1;
+            }
+            return;
+        }
+        let Some(n) = parse_notice(&a.notice.topic, &a.notice.payload) else {
+            return;
+        };
+        let Some(rpi) = hex::decode(&n.rpi)
+            .ok()
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        else {
+            return;
+        };
+        self.last_arrival = Some(a.at);
+        self.resolve(rpi, n.source_upload, a.at);
+    }
+
+    fn resolve(&mut self, rpi: [u8; 16], source: Hash, at: Instant) {
+        match (self.own.get(&rpi), self.cases.get(&source)) {
+            (Some(&phone), Some(&(case, sent))) => {
+                self.notified
+                    .entry((phone, case))
+                    .or_insert_with(|| at.saturating_duration_since(sent).as_secs_f64());
+            }
+            _ => self.orphans.push((rpi, source, at)),
+        }
+    }
+}
+
+fn bar(opts: &CityRunOptions, len: u64) -> ProgressBar {
+    if !opts.progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:<22} [{bar:30}] {pos}/{len} h {elapsed} (eta {eta})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+fn now_s() -> u64 {
+    crate::init::now_ms() / 1000
+}
+
+/// Runs the city through the real stack and returns its metrics.
+pub async fn run(
+    opts: &CityRunOptions,
+    observer: Arc<dyn CityObserver>,
+) -> anyhow::Result<CityMetrics> {
+    let wall = Instant::now();
+    let mut phases = BTreeMap::new();
+    let mut mark = Instant::now();
+    let phase = |phases: &mut BTreeMap<String, f64>, name: &str, mark: &mut Instant| {
+        phases.insert(name.to_string(), round2(mark.elapsed().as_secs_f64()));
+        *mark = Instant::now();
+    };
+    if opts.days == 0 || opts.days > 14 {
+        anyhow::bail!("--days must be 1..=14 (the ledger keeps keys and alerts 14 days)");
+    }
+    let today = now_s() / DAY_S * DAY_S;
+    let start_s = today - u64::from(opts.days) * DAY_S;
+    let cfg = CityConfig {
+        population: opts.population,
+        days: opts.days,
+        start_s,
+        materialize_sightings: false,
+        scan_interval_s: opts.scan_interval_s,
+        ..CityConfig::default()
+    };
+    let seed = opts.seed;
+    let city = Arc::new(
+        tokio::task::spawn_blocking(move || City::generate(&cfg, seed))
+            .await
+            .context("city generation")??,
+    );
+    phase(&mut phases, "generate", &mut mark);
+    observer.event(format!(
+        "city of {} people over {} days generated",
+        opts.population, opts.days
+    ));
+
+    // Devices and the network.
+    std::fs::create_dir_all(&opts.home)
+        .with_context(|| format!("cannot create {}", opts.home.display()))?;
+    let edges_n = net::LAYOUT.1;
+    // Placeholder lab key until the network exists: the player is rebuilt below with it.
+    let mut player = Player::new(
+        &city,
+        seed,
+        edges_n,
+        opts.pool,
+        trustedge_types::Keypair::from_seed([0; 32]),
+        net::CHAIN_ID,
+        now_s(),
+        0,
+    )?;
+    let rooms: Vec<net::RoomSpec> = player
+        .sensors
+        .iter()
+        .map(|s| {
+            let r = city.population().room(s.room);
+            net::RoomSpec {
+                name: format!("room-{}", s.room.0),
+                volume_m3: r.volume_m3,
+                ach: r.ach_per_h.max(0.05),
+                secret: s.secret.0,
+                device: trustedge_types::Address::of_device(&s.key.public()),
+                edge: s.edge,
+            }
+        })
+        .collect();
+    let net = net::Net::start(&opts.home, seed, &rooms).await?;
+    let result = drive(opts, observer, &city, &net, &mut player, wall, &mut phases).await;
+    net.shutdown().await;
+    let mut m = result?;
+    phase(&mut phases, "shutdown", &mut mark);
+    m.wall_s = round2(wall.elapsed().as_secs_f64());
+    m.phases_s.extend(phases);
+    Ok(m)
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+#[allow(clippy::too_many_lines)]
+async fn drive(
+    opts: &CityRunOptions,
+    observer: Arc<dyn CityObserver>,
+    city: &Arc<City>,
+    net: &net::Net,
+    player_slot: &mut Player,
+    wall: Instant,
+    phases: &mut BTreeMap<String, f64>,
+) -> anyhow::Result<CityMetrics> {
+    let mut mark = Instant::now();
+    let net_started = Instant::now();
+    let start_s = city.config().start_s;
+    // The player with the real laboratory key and the edges' skew.
+    let mut player = Player::new(
+        city,
+        opts.seed,
+        net.edges.len(),
+        opts.pool,
+        net.lab.clone(),
+        net::CHAIN_ID,
+        now_s(),
+        net.tracing.skew_s,
+    )?;
+    std::mem::swap(player_slot, &mut player);
+    drop(player);
+    net.register(&player_slot.devices()).await?;
+    phases.insert("network_and_registration".into(), round2(mark.elapsed().as_secs_f64()));
+    mark = Instant::now();
+
+    // The pool of MQTT connections and the notice listener.
+    let (arr_tx, mut arr_rx) = mpsc::unbounded_channel::<Arrival>();
+    let options = DeviceClientOptions {
+        notice_queue: 1 << 16,
+        ack_timeout: Duration::from_secs(30),
+        ..DeviceClientOptions::default()
+    };
+    let mut senders = Vec::new();
+    let mut conn_tasks = Vec::new();
+    for (e, edge) in net.edges.iter().enumerate() {
+        let addr = edge.mqtt_addr().context("an edge runs no broker")?;
+        let mut row = Vec::new();
+        for s in 0..opts.pool.max(1) {
+            let client =
+                DeviceClient::connect(addr, &format!("city-{e}-{s}"), options.clone()).await?;
+            let (tx, rx) = mpsc::channel(4);
+            conn_tasks.push(tokio::spawn(connection(client, rx, arr_tx.clone())));
+            row.push(tx);
+        }
+        senders.push(row);
+    }
+    drop(arr_tx);
+    let pool = Pool { senders };
+    let heard = Arc::new(Mutex::new(Heard::default()));
+    let listener = {
+        let heard = heard.clone();
+        tokio::spawn(async move {
+            while let Some(a) = arr_rx.recv().await {
+                if let Ok(mut h) = heard.lock() {
+                    h.take(a);
+                }
+            }
+        })
+    };
+
+    // The chain sampler: height, transactions and block bytes, about once a second.
+    let chain = Arc::new(Mutex::new((0u64, 0u64, 0u64))); // height, txs, bytes
+    let sim_now = Arc::new(std::sync::atomic::AtomicU64::new(start_s));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sampler = {
+        let chain = chain.clone();
+        let client = net.validator();
+        let observer = observer.clone();
+        let sim_now = sim_now.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                let _ = sample_chain(&client, &chain).await;
+                let (height, txs, _) = chain.lock().map(|c| *c).unwrap_or_default();
+                observer.chain(ChainPoint {
+                    wall_s: wall.elapsed().as_secs_f64(),
+                    sim_s: sim_now.load(std::sync::atomic::Ordering::Relaxed),
+                    height,
+                    txs_total: txs,
+                });
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        })
+    };
+
+    // The hours: played on a blocking thread, one hour ahead of the network.
+    let hours_total = u64::from(city.config().days) * 24;
+    let (work_tx, mut work_rx) = mpsc::channel::<anyhow::Result<HourWork>>(2);
+    let mut player = std::mem::replace(
+        player_slot,
+        Player::new(city, 0, 1, 1, net.lab.clone(), net::CHAIN_ID, 0, 0)?,
+    );
+    let scorer_config = net.tracing.clone();
+    let scorer = tokio::task::spawn_blocking(move || scorer_config.scorer());
+    let producer = {
+        let city = city.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Player> {
+            let mut end = start_s;
+            for h in city.hours() {
+                let h = h?;
+                end = h.start_s + 3600;
+                let w = player.play_hour(&city, &h);
+                let failed = w.is_err();
+                if work_tx.blocking_send(w).is_err() || failed {
+                    return Ok(player);
+                }
+            }
+            let w = player.flush(end);
+            let _ = work_tx.blocking_send(w);
+            Ok(player)
+        })
+    };
+    let bar = bar(opts, hours_total);
+    bar.set_message("simulated hours");
+    let mut counts = Counts {
+        people: city.population().people.len() as u64,
+        app_users: player_slot_len(city),
+        sensors: city.population().rooms.iter().filter(|r| r.sensor).count() as u64,
+        ..Counts::default()
+    };
+    let mut device_raw = 0u64;
+    let mut confirmed_app: BTreeSet<PersonId> = BTreeSet::new();
+    let metrics: Vec<_> = net.edges.iter().map(|e| e.metrics().clone()).collect();
+    while let Some(w) = work_rx.recv().await {
+        let w = w?;
+        counts.encounters += w.encounters;
+        counts.rssi_samples += w.samples;
+        counts.confirmed += (w.confirmations.len() + w.confirmed_without_app.len()) as u64;
+        device_raw += w.raw_bytes;
+        if let Ok(mut h) = heard.lock() {
+            h.own.extend(w.own_rpis.iter().copied());
+        }
+        let (ok, refused) = pool.publish(w.uploads).await;
+        counts.encounter_uploads += ok;
+        counts.refused += refused;
+        let (ok, refused) = pool.publish(w.air).await;
+        counts.air_readings += ok;
+        counts.refused += refused;
+        for c in w.confirmations {
+            observer.event(format!(
+                "{} case {} confirmed",
+                sim_label(c.time_s, start_s),
+                c.person.0
+            ));
+            confirmed_app.insert(c.person);
+            if let Ok(mut h) = heard.lock() {
+                h.cases.insert(c.upload_id, (c.person, Instant::now()));
+            }
+            let (ok, refused) = pool.publish(vec![c.out]).await;
+            counts.confirmed_relayed += ok;
+            counts.refused += refused;
+        }
+        sim_now.store(w.end_s, std::sync::atomic::Ordering::Relaxed);
+        let (notices, delivered) = heard
+            .lock()
+            .map(|h| (h.notified.len() as u64, h.notified.len() as u64))
+            .unwrap_or_default();
+        observer.contacts(ContactPoint {
+            wall_s: wall.elapsed().as_secs_f64(),
+            sim_s: w.end_s,
+            encounters_uploaded: counts.encounter_uploads,
+            confirmed_cases: counts.confirmed_relayed,
+            notices_committed: metrics
+                .iter()
+                .map(|m| m.tracing.notices_published.get())
+                .sum::<u64>()
+                .max(notices),
+            notices_delivered: delivered,
+            aerosol_alerts: metrics
+                .iter()
+                .map(|m| m.aerosol.alerts_published.get())
+                .sum(),
+        });
+        bar.inc(1);
+        if let Some(p) = opts.pace.filter(|p| *p > 0.0) {
+            let due = Duration::from_secs_f64((w.end_s - start_s) as f64 / p);
+            let spent = mark.elapsed();
+            if due > spent {
+                tokio::time::sleep(due - spent).await;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let mut player = producer.await.context("the city thread")??;
+    phases.insert("hours".into(), round2(mark.elapsed().as_secs_f64()));
+    mark = Instant::now();
+
+    // Drain: notices for every relayed case and alerts for every closed window.
+    let deadline = Instant::now() + Duration::from_secs(opts.drain_timeout_s);
+    let mut last_alerts = (u64::MAX, Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (relays, quiet) = heard
+            .lock()
+            .map(|h| {
+                (
+                    h.relays_accepted + h.relays_refused,
+                    h.last_arrival
+                        .is_none_or(|t| t.elapsed() > Duration::from_secs(3)),
+                )
+            })
+            .unwrap_or((0, true));
+        let alerts: u64 = metrics
+            .iter()
+            .map(|m| m.aerosol.alerts_published.get())
+            .sum();
+        if alerts != last_alerts.0 {
+            last_alerts = (alerts, Instant::now());
+        }
+        let alerts_settled = last_alerts.1.elapsed() > Duration::from_secs(5);
+        if (relays >= counts.confirmed_relayed && quiet && alerts_settled)
+            || Instant::now() > deadline
+        {
+            break;
+        }
+    }
+    phases.insert("drain".into(), round2(mark.elapsed().as_secs_f64()));
+    mark = Instant::now();
+    let _ = stop_tx.send(true);
+    let _ = sampler.await;
+    drop(pool);
+    for t in conn_tasks {
+        let _ = t.await;
+    }
+    let _ = listener.await;
+    let _ = sample_chain(&net.validator(), &chain).await;
+    let (height, txs, bytes) = chain.lock().map(|c| *c).unwrap_or_default();
+    let net_wall = net_started.elapsed().as_secs_f64();
+
+    // Evaluation.
+    let truth = city.truth();
+    let scorer = scorer
+        .await
+        .context("training the distance model")?
+        .map_err(|e| anyhow::anyhow!("distance model: {e}"))?;
+    let end_s = start_s + u64::from(city.config().days) * DAY_S;
+    let (decided, player) = tokio::task::spawn_blocking(move || {
+        let d = player.evaluate_close_contacts(end_s, start_s, &scorer);
+        (d, player)
+    })
+    .await
+    .context("close-contact evaluation")?;
+    let decided = decided?;
+    let true_cc = truth.app_close_contacts();
+    let pr = PrecisionRecall::of(&decided, &true_cc);
+    let close_contact = CloseContactMetrics {
+        precision: pr.precision,
+        recall: pr.recall,
+        ndcf: pr.ndcf(truth.close_contact_negatives()),
+        true_pair_days: true_cc.len() as u64,
+        decided_pair_days: decided.len() as u64,
+        method: "pure ExposureEngine with the edges' settings over every upload sent, every app user's keys (evaluation only)",
+    };
+
+    let (notified, mut lat) = {
+        let mut h = heard.lock().map_err(|_| anyhow::anyhow!("listener poisoned"))?;
+        for (rpi, source, at) in std::mem::take(&mut h.orphans) {
+            h.resolve(rpi, source, at);
+        }
+        // Still unresolved: dropped.
+        h.orphans.clear();
+        let set: BTreeSet<(PersonId, PersonId)> = h.notified.keys().copied().collect();
+        let lat: Vec<f64> = h.notified.values().copied().collect();
+        (set, lat)
+    };
+    counts.notices = notified.len() as u64;
+    lat.sort_by(f64::total_cmp);
+    let true_exp: BTreeSet<(PersonId, PersonId)> = truth
+        .true_exposures(14, start_s)
+        .into_iter()
+        .filter(|(_, case)| confirmed_app.contains(case))
+        .collect();
+    let npr = PrecisionRecall::of(&notified, &true_exp);
+    let notification = NotificationMetrics {
+        precision: npr.precision,
+        recall: npr.recall,
+        latency_s: Latency {
+            p50: quantile(&lat, 0.5).map(round3),
+            p95: quantile(&lat, 0.95).map(round3),
+            max: lat.last().copied().map(round3),
+        },
+        true_exposures: true_exp.len() as u64,
+        notified_pairs: notified.len() as u64,
+    };
+
+    let aerosol = aerosol_metrics(net, city, &player).await?;
+    let origin = origin_metrics(net, city, &player).await;
+
+    let mut edge = EdgeMetrics {
+        raw_bytes: 0,
+        records: 0,
+        device_raw_bytes: device_raw,
+    };
+    for e in &net.edges {
+        if let Some(s) = e.edge_store()
+            && let Ok(st) = s.stats()
+        {
+            edge.raw_bytes += st.file_bytes;
+            edge.records += st.records;
+        }
+    }
+    phases.insert("evaluation".into(), round2(mark.elapsed().as_secs_f64()));
+    observer.event(format!(
+        "done: {} notices, {} alerts, {} blocks",
+        counts.notices,
+        aerosol.alerts_by_kind.values().sum::<u64>(),
+        height
+    ));
+    Ok(CityMetrics {
+        seed: opts.seed,
+        population: opts.population,
+        days: opts.days,
+        start_s,
+        close_contact,
+        notification,
+        aerosol_alerts: aerosol,
+        origin,
+        ledger: LedgerMetrics {
+            bytes,
+            height,
+            txs,
+            tx_per_s: round2(txs as f64 / net_wall.max(1e-9)),
+        },
+        edge,
+        counts,
+        wall_s: 0.0,
+        phases_s: BTreeMap::new(),
+    })
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn player_slot_len(city: &City) -> u64 {
+    city.population().people.iter().filter(|p| p.app).count() as u64
+}
+
+fn sim_label(t: u64, start_s: u64) -> String {
+    let s = t.saturating_sub(start_s);
+    format!(
+        "day {} {:02}:{:02}",
+        s / DAY_S,
+        (s % DAY_S) / 3600,
+        (s % 3600) / 60
+    )
+}
+
+/// Reads the blocks committed since the last sample: height, transactions, bytes.
+async fn sample_chain(client: &Client, chain: &Mutex<(u64, u64, u64)>) -> anyhow::Result<()> {
+    let height = client.status().await?.height;
+    let from = chain.lock().map(|c| c.0).unwrap_or(height) + 1;
+    for h in from..=height {
+        let (block, cert) = client.block_raw(h).await?;
+        let size = borsh::to_vec(&block).map_or(0, |b| b.len()) as u64
+            + borsh::to_vec(&cert).map_or(0, |b| b.len()) as u64;
+        if let Ok(mut c) = chain.lock() {
+            c.0 = h;
+            c.1 += block.txs.len() as u64;
+            c.2 += size;
+        }
+    }
+    Ok(())
+}
+
+/// Alerts committed on the ledger, mapped back to rooms by their venue ids of the day.
+async fn aerosol_metrics(
+    net: &net::Net,
+    city: &City,
+    player: &Player,
+) -> anyhow::Result<AerosolMetrics> {
+    let client = net.validator();
+    let start_s = city.config().start_s;
+    let start_day = (start_s / DAY_S) as u32;
+    let mut by_venue: HashMap<[u8; 16], RoomId> = HashMap::new();
+    for d in 0..city.config().days {
+        for s in &player.sensors {
+            by_venue.insert(play::venue_of(&s.secret, start_day + d), s.room);
+        }
+    }
+    let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+    let mut alerted: BTreeSet<(RoomId, u64)> = BTreeSet::new();
+    for d in 0..city.config().days {
+        let day = (start_day + d).to_string();
+        let mut after: Option<String> = None;
+        loop {
+            let mut params = vec![("day", day.as_str()), ("limit", "500")];
+            if let Some(a) = after.as_deref() {
+                params.push(("after", a));
+            }
+            let v = client.query("aerosol", "alerts", &params).await?;
+            for a in v["alerts"].as_array().into_iter().flatten() {
+                let kind = a["kind"].as_str().unwrap_or("?").to_string();
+                *kinds.entry(kind.clone()).or_default() += 1;
+                let venue = a["venue"]
+                    .as_str()
+                    .and_then(|s| hex::decode(s).ok())
+                    .and_then(|b| <[u8; 16]>::try_from(b).ok());
+                if kind == "elevated_risk"
+                    && let (Some(v), Some(start)) = (venue, a["start_s"].as_u64())
+                    && let Some(room) = by_venue.get(&v)
+                {
+                    alerted.insert((*room, start));
+                }
+            }
+            match v["next"].as_str() {
+                Some(n) if !n.is_empty() => after = Some(n.to_string()),
+                _ => break,
+            }
+        }
+    }
+    let threshold = trustedge_aerosol::alert::AlertRule::default().threshold;
+    let truth = city.truth().elevated_windows(threshold, RiskBasis::Conditional);
+    let pr = PrecisionRecall::of(&alerted, &truth);
+    Ok(AerosolMetrics {
+        precision: pr.precision,
+        recall: pr.recall,
+        threshold,
+        basis: "conditional",
+        alerts_by_kind: kinds,
+        true_windows: truth.len() as u64,
+    })
+}
+
+/// Origin accuracy from the cloud's `GET /v1/origin`, `None` when it is not served.
+async fn origin_metrics(net: &net::Net, city: &City, player: &Player) -> Option<OriginMetrics> {
+    let cloud = net.clouds.first()?;
+    let client = Client::new(cloud.url());
+    let v: serde_json::Value = client.get_json("/v1/origin", &[] as &[(&str, String)]).await.ok()?;
+    let _ = (city, player);
+    let clusters = v["clusters"].as_array()?;
+    let _ = clusters;
+    None
+}

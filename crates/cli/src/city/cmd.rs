@@ -1,0 +1,121 @@
+//! `trustedge simulate --seed S --population N --days D --json OUT`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::{CityRunOptions, NoObserver};
+
+/// Arguments of `trustedge simulate`.
+#[derive(Args, Debug, Clone)]
+pub struct SimulateArgs {
+    /// Seed of the city, its devices and their keys.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// People in the city.
+    #[arg(long, default_value_t = 10_000)]
+    pub population: u32,
+    /// Simulated days (1..=14: the ledger keeps keys and alerts 14 days).
+    #[arg(long, default_value_t = 14)]
+    pub days: u32,
+    /// Write the metrics JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Directory for the network (a temporary one, deleted afterwards, if omitted).
+    #[arg(long)]
+    pub home: Option<PathBuf>,
+    /// Simulated seconds per wall second (as fast as possible if omitted).
+    #[arg(long)]
+    pub pace: Option<f64>,
+    /// Seconds between two BLE scans of a phone.
+    #[arg(long, default_value_t = 240)]
+    pub scan_interval_s: u64,
+    /// MQTT connections per edge shared by its devices.
+    #[arg(long, default_value_t = 16)]
+    pub pool: usize,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Runs `trustedge simulate`.
+pub async fn run(args: &SimulateArgs) -> anyhow::Result<()> {
+    let (home, temporary) = match &args.home {
+        Some(h) => (h.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!(
+                "trustedge-simulate-{}-{}",
+                std::process::id(),
+                args.seed
+            )),
+            true,
+        ),
+    };
+    if temporary && home.exists() {
+        std::fs::remove_dir_all(&home)
+            .with_context(|| format!("cannot clear {}", home.display()))?;
+    }
+    let opts = CityRunOptions {
+        seed: args.seed,
+        population: args.population,
+        days: args.days,
+        home: home.clone(),
+        pace: args.pace,
+        progress: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        scan_interval_s: args.scan_interval_s,
+        pool: args.pool,
+        ..CityRunOptions::default()
+    };
+    let result = super::run(&opts, Arc::new(NoObserver)).await;
+    if temporary {
+        let _ = std::fs::remove_dir_all(&home);
+    }
+    let m = result?;
+    let json = serde_json::to_string_pretty(&m)?;
+    if let Some(out) = &args.json {
+        std::fs::write(out, format!("{json}\n"))
+            .with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
+    println!(
+        "{} people ({} with the app), {} days, seed {}: wall {:.1} s",
+        m.counts.people, m.counts.app_users, m.days, m.seed, m.wall_s
+    );
+    println!(
+        "close contacts: precision {:.3} recall {:.3} nDCF {:.3} ({} true pair-days)",
+        m.close_contact.precision,
+        m.close_contact.recall,
+        m.close_contact.ndcf,
+        m.close_contact.true_pair_days
+    );
+    println!(
+        "notifications: {} confirmed ({} relayed), precision {:.3} recall {:.3}, latency p50 {} s p95 {} s",
+        m.counts.confirmed,
+        m.counts.confirmed_relayed,
+        m.notification.precision,
+        m.notification.recall,
+        f(m.notification.latency_s.p50),
+        f(m.notification.latency_s.p95)
+    );
+    println!(
+        "aerosol alerts: precision {:.3} recall {:.3} ({} truly elevated windows)",
+        m.aerosol_alerts.precision, m.aerosol_alerts.recall, m.aerosol_alerts.true_windows
+    );
+    match &m.origin {
+        Some(o) => println!(
+            "origin: top-1 {:.3} top-3 {:.3} (earliest onset {:.3} / {:.3})",
+            o.top1, o.top3, o.baseline_top1, o.baseline_top3
+        ),
+        None => println!("origin: not served by the cloud (null)"),
+    }
+    println!(
+        "ledger: {} bytes, {} txs, {:.1} tx/s; edges keep {} bytes",
+        m.ledger.bytes, m.ledger.txs, m.ledger.tx_per_s, m.edge.raw_bytes
+    );
+    if !args.quiet && args.json.is_none() {
+        println!("{json}");
+    }
+    Ok(())
+}
