@@ -119,7 +119,8 @@ enum Command {
     Devnet(devnet::DevnetArgs),
     /// Contact tracing: the Exposure Notification (GAEN v1.2) key schedule.
     Tracing(tracing_cmd::TracingArgs),
-    /// Outbreak-origin inference: `eval` measures it on seeded synthetic outbreaks.
+    /// Outbreak-origin inference: `--node URL` prints a cloud node's ranked candidates;
+    /// `eval` measures the inference on seeded synthetic outbreaks.
     Origin(origin_cmd::OriginArgs),
     /// Aerosol surveillance: airborne-infection risk (box model) and the evaluation of the
     /// ventilation-failure / particle-spike detectors on simulated rooms.
@@ -212,7 +213,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Devnet(args) => devnet::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Load(args) => load::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Tracing(args) => tracing_cmd::run(&args).map(|()| ExitCode::SUCCESS),
-        Command::Origin(args) => origin_cmd::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Origin(args) => origin_cmd::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Aerosol(args) => aerosol_cmd::run(&args),
         Command::Simulate(args) => city::cmd::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Bench {
