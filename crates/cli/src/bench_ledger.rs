@@ -157,6 +157,7 @@ async fn measure(args: &LedgerArgs) -> anyhow::Result<Figures> {
         health_authorities: None,
         light_edges: false,
         tracing_edges: false,
+        aerosol_edges: false,
     })?;
     if let Some(ms) = args.block_time_ms {
         for n in &net.nodes {

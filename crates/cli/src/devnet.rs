@@ -500,6 +500,7 @@ fn prepare(args: &DevnetArgs) -> anyhow::Result<Network> {
         health_authorities: None,
         light_edges: args.light_edges,
         tracing_edges: false,
+        aerosol_edges: false,
     })
 }
 

@@ -14,6 +14,12 @@
 //! loop, which signs with `key.json`), and the laboratory gets a Clinician whose key,
 //! `DIR/keys/laboratory-1-clinician.json`, issues verification certificates.
 //!
+//! With `--aerosol-edges`, each edge also gets `[mqtt]` and `[aerosol]` signing with its own
+//! `aerosol-key.json` (another Operator of the edge operator): it pushes committed aerosol
+//! alerts to devices and relays confirmed cases' presences. The table has no rooms: whoever
+//! installs a room's air-quality device and beacon adds it (`AerosolRoom`: volume, venue
+//! secret, device addresses).
+//!
 //! Cloud nodes get `[contacts]`: they index contact chains among confirmed cases from the
 //! ledger and serve `GET /v1/contacts/chains` (`trustedge tracing chains`); and `[origin]`:
 //! they rank outbreak-origin candidates from the ledger (`GET /v1/origin`, `trustedge origin
@@ -70,6 +76,8 @@ pub const LABORATORY_ORG: &str = "laboratory-1";
 pub const LAB_CLINICIAN_KEY_FILE: &str = "laboratory-1-clinician.json";
 /// File, in an edge's home, of its tracing key (with `--tracing-edges`).
 pub const TRACING_KEY_FILE: &str = "tracing-key.json";
+/// File, in an edge's home, of its aerosol key (with `--aerosol-edges`).
+pub const AEROSOL_KEY_FILE: &str = "aerosol-key.json";
 
 /// Arguments of `trustedge init`.
 #[derive(Args, Debug, Clone)]
@@ -107,6 +115,11 @@ pub struct InitArgs {
     /// operator; and give the laboratory a Clinician key that issues certificates.
     #[arg(long)]
     pub tracing_edges: bool,
+    /// Make the edge nodes deliver aerosol alerts: an MQTT broker (`[mqtt]`, as for
+    /// `--tracing-edges`) and `[aerosol]` (no rooms yet) with its own key, an Operator of
+    /// the edge operator.
+    #[arg(long)]
+    pub aerosol_edges: bool,
 }
 
 /// One node of the layout.
@@ -124,6 +137,8 @@ pub struct NodeHome {
     pub key: Keypair,
     /// Its `[tracing]` key (tracing edges only).
     pub tracing_key: Option<Keypair>,
+    /// Its `[aerosol]` key (aerosol edges only).
+    pub aerosol_key: Option<Keypair>,
 }
 
 /// What `init` created.
@@ -189,6 +204,10 @@ impl Network {
                 Some(p) => Some(keys::load(&NodeConfig::resolve(&dir, p))?),
                 None => None,
             };
+            let aerosol_key = match config.aerosol.as_ref().and_then(|a| a.key_path.as_ref()) {
+                Some(p) => Some(keys::load(&NodeConfig::resolve(&dir, p))?),
+                None => None,
+            };
             nodes.push(NodeHome {
                 name: config.name.clone(),
                 role: config.role,
@@ -196,6 +215,7 @@ impl Network {
                 url: config.api_url.clone(),
                 key: keys::load(&key_path)?,
                 tracing_key,
+                aerosol_key,
             });
         }
         // Validators first, then edges, then clouds, as `create` orders them.
@@ -263,6 +283,11 @@ fn print_summary(args: &InitArgs, net: &Network) {
                 .display()
         );
     }
+    if args.aerosol_edges {
+        println!(
+            "  aerosol: edges run [mqtt] and [aerosol] (own {AEROSOL_KEY_FILE}; add rooms to [aerosol])"
+        );
+    }
     if let Some(first) = net.nodes.first() {
         println!(
             "start a node with: trustedge node --home {}",
@@ -290,6 +315,11 @@ pub fn create(args: &InitArgs) -> anyhow::Result<Network> {
             "--tracing-edges needs full edges (an MQTT edge keeps a replica): drop --light-edges"
         );
     }
+    if args.aerosol_edges && args.light_edges {
+        anyhow::bail!(
+            "--aerosol-edges needs full edges (an MQTT edge keeps a replica): drop --light-edges"
+        );
+    }
     let n_ha = args
         .health_authorities
         .unwrap_or(args.validators.min(MAX_HEALTH_AUTHORITIES));
@@ -306,7 +336,8 @@ pub fn create(args: &InitArgs) -> anyhow::Result<Network> {
     } else {
         0
     };
-    let mqtt_ports = if args.tracing_edges { args.edges } else { 0 };
+    let mqtt_edges = args.tracing_edges || args.aerosol_edges;
+    let mqtt_ports = if mqtt_edges { args.edges } else { 0 };
     let total_ports = total_nodes + p2p_ports + mqtt_ports;
     let last_port = u32::from(args.base_port) + total_ports as u32 - 1;
     if args.base_port == 0 || last_port > u32::from(u16::MAX) {
@@ -341,6 +372,7 @@ pub fn create(args: &InitArgs) -> anyhow::Result<Network> {
                 role,
                 key: keys::generate(),
                 tracing_key: (args.tracing_edges && role == NodeRole::Edge).then(keys::generate),
+                aerosol_key: (args.aerosol_edges && role == NodeRole::Edge).then(keys::generate),
             });
             port = port.saturating_add(1);
         }
@@ -377,7 +409,11 @@ pub fn create(args: &InitArgs) -> anyhow::Result<Network> {
             nodes
                 .iter()
                 .filter(|n| n.role == NodeRole::Edge)
-                .flat_map(|n| std::iter::once(&n.key).chain(n.tracing_key.as_ref()))
+                .flat_map(|n| {
+                    std::iter::once(&n.key)
+                        .chain(n.tracing_key.as_ref())
+                        .chain(n.aerosol_key.as_ref())
+                })
                 .map(|k| GenesisMember {
                     public_key: k.public(),
                     role: Role::Operator,
@@ -475,14 +511,16 @@ pub fn create(args: &InitArgs) -> anyhow::Result<Network> {
                 .collect();
             (p2p_addr(i), peers)
         });
-        let mqtt = match &n.tracing_key {
-            Some(k) => {
-                keys::save(&n.home.join(TRACING_KEY_FILE), k)?;
-                mqtt_port += 1;
-                Some(format!("127.0.0.1:{}", mqtt_port - 1))
-            }
-            None => None,
-        };
+        if let Some(k) = &n.tracing_key {
+            keys::save(&n.home.join(TRACING_KEY_FILE), k)?;
+        }
+        if let Some(k) = &n.aerosol_key {
+            keys::save(&n.home.join(AEROSOL_KEY_FILE), k)?;
+        }
+        let mqtt = (mqtt_edges && n.role == NodeRole::Edge).then(|| {
+            mqtt_port += 1;
+            format!("127.0.0.1:{}", mqtt_port - 1)
+        });
         write_config(n, upstream, gossip_peers, args.light_edges, p2p, mqtt)?;
     }
     Ok(Network {
@@ -512,8 +550,16 @@ fn write_config(
     }
     if let Some(listen) = mqtt_listen {
         config.mqtt = Some(trustedge_node::mqtt::MqttConfig::new(&listen));
+    }
+    if n.tracing_key.is_some() {
         config.tracing = Some(trustedge_node::tracing_worker::TracingConfig {
             key_path: Some(PathBuf::from(TRACING_KEY_FILE)),
+            ..Default::default()
+        });
+    }
+    if n.aerosol_key.is_some() {
+        config.aerosol = Some(trustedge_node::aerosol_worker::AerosolConfig {
+            key_path: Some(PathBuf::from(AEROSOL_KEY_FILE)),
             ..Default::default()
         });
     }

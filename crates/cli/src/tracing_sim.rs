@@ -255,6 +255,7 @@ async fn simulate(args: &SimulateArgs, home: PathBuf) -> anyhow::Result<serde_js
         health_authorities: None,
         light_edges: false,
         tracing_edges: true,
+        aerosol_edges: false,
     })?;
     let lab = crate::keys::load(&home.join("keys").join(init::LAB_CLINICIAN_KEY_FILE))?;
     let edge_admin = net

@@ -74,6 +74,91 @@ fn init_light_edges_makes_only_the_edges_light() {
 }
 
 #[test]
+fn init_aerosol_edges_give_edges_mqtt_and_aerosol_with_their_own_operator_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (sub, tracing) in [("a", false), ("at", true)] {
+        let home = dir.path().join(sub);
+        let h = home.to_str().unwrap();
+        let base = free_ports(6).to_string();
+        let mut args = vec![
+            "init",
+            "--edges",
+            "2",
+            "--aerosol-edges",
+            "--home",
+            h,
+            "--base-port",
+            &base,
+        ];
+        if tracing {
+            args.push("--tracing-edges");
+        }
+        let r = run(&args, QUICK);
+        assert!(r.ok(), "{}", r.describe());
+        let genesis: Genesis =
+            serde_json::from_str(&std::fs::read_to_string(home.join("genesis.json")).unwrap())
+                .unwrap();
+        let operators: BTreeSet<_> = genesis
+            .organisations
+            .iter()
+            .find(|o| o.id == "edge-operator-1")
+            .unwrap()
+            .members
+            .iter()
+            .filter(|m| m.role == Role::Operator)
+            .map(|m| m.public_key)
+            .collect();
+        let mut brokers = BTreeSet::new();
+        for name in ["edge-0", "edge-1"] {
+            let c = NodeConfig::load(&home.join(name)).unwrap();
+            let mqtt = c.mqtt.as_ref().expect("an aerosol edge has [mqtt]");
+            assert!(
+                brokers.insert(mqtt.listen.clone()),
+                "{name} shares a broker port"
+            );
+            let a = c.aerosol.as_ref().expect("[aerosol]");
+            assert!(a.enabled && a.rooms.is_empty());
+            assert_eq!(
+                a.key_path.as_deref(),
+                Some(std::path::Path::new("aerosol-key.json"))
+            );
+            let key = load_key(&home.join(name).join("aerosol-key.json")).unwrap();
+            let node_key = load_key(&home.join(name).join("key.json")).unwrap();
+            assert_ne!(key.public(), node_key.public());
+            assert!(
+                operators.contains(&key.public()),
+                "{name}'s aerosol key is no operator"
+            );
+            assert_eq!(c.tracing.is_some(), tracing, "{name}");
+            if tracing {
+                let t = load_key(&home.join(name).join("tracing-key.json")).unwrap();
+                assert_ne!(t.public(), key.public());
+            }
+        }
+        let v = NodeConfig::load(&home.join("validator-0")).unwrap();
+        assert!(v.aerosol.is_none() && v.mqtt.is_none());
+    }
+    let h = dir.path().join("light");
+    let r = run(
+        &[
+            "init",
+            "--edges",
+            "1",
+            "--aerosol-edges",
+            "--light-edges",
+            "--home",
+            h.to_str().unwrap(),
+        ],
+        QUICK,
+    );
+    assert!(
+        !r.ok() && r.stderr.contains("--aerosol-edges"),
+        "{}",
+        r.describe()
+    );
+}
+
+#[test]
 fn init_lays_out_a_network_with_a_valid_genesis() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("net");
