@@ -28,6 +28,7 @@
 
 pub mod epidemic;
 pub mod events;
+pub mod evidence;
 pub mod plan;
 pub mod population;
 pub mod score;

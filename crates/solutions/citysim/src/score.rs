@@ -1,8 +1,11 @@
 //! Scoring helpers of the headless run's metrics.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
+
+use crate::PersonId;
+use crate::truth::{Cluster, MIN_SCORED_CONFIRMED};
 
 /// Precision and recall of a predicted set against the truth.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -75,4 +78,151 @@ pub fn quantile(values: &[f64], p: f64) -> Option<f64> {
     v.sort_by(f64::total_cmp);
     let rank = ((p.clamp(0.0, 1.0) * v.len() as f64).ceil() as usize).clamp(1, v.len());
     v.get(rank - 1).copied()
+}
+
+/// An inferred cluster of confirmed cases as an origin-inference method reports it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct InferredCluster {
+    /// Its cases.
+    pub cases: Vec<PersonId>,
+    /// Origin candidates, most likely first.
+    pub ranking: Vec<PersonId>,
+    /// The "earliest symptom onset" baseline's order of the same cases.
+    pub baseline: Vec<PersonId>,
+}
+
+/// Origin accuracy against the true clusters.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct OriginScore {
+    /// True clusters scored (at least [`MIN_SCORED_CONFIRMED`] confirmed cases).
+    pub clusters: u64,
+    /// Of those, clusters whose confirmed cases all fall in the inferred cluster matched to
+    /// them (the evidence links the whole cluster).
+    pub linked: u64,
+    /// Inference: true origin ranked first.
+    pub top1: f64,
+    /// Inference: true origin among the first three.
+    pub top3: f64,
+    /// Baseline: true origin has the earliest onset.
+    pub baseline_top1: f64,
+    /// Baseline: true origin among the three earliest onsets.
+    pub baseline_top3: f64,
+    /// Inference top-1 over the linked clusters only.
+    pub linked_top1: f64,
+    /// Inference top-3 over the linked clusters only.
+    pub linked_top3: f64,
+    /// Baseline top-1 over the linked clusters only.
+    pub linked_baseline_top1: f64,
+    /// Baseline top-3 over the linked clusters only.
+    pub linked_baseline_top3: f64,
+}
+
+/// Scores origin rankings against the true clusters — the one scoring rule of the
+/// simulation driver and of `trustedge origin eval --city`.
+///
+/// Each true cluster with at least [`MIN_SCORED_CONFIRMED`] confirmed cases (see
+/// [`Cluster`] for the definition and its origin) is matched to the inferred cluster
+/// holding most of its confirmed cases (ties: the larger inferred cluster, then the one
+/// with the smaller first case; no inferred cluster holds any: a miss). It counts as a
+/// top-k hit of a method when its origin is among the first k of that inferred cluster's
+/// ranking (inference) or baseline order. The match never looks at the origin, and an
+/// inferred cluster merging two true clusters is scored as it ranks (a ranking that puts
+/// the other cluster's origin first misses). Accuracies are 0 when nothing is scored.
+pub fn score_origins(truth: &[Cluster], inferred: &[InferredCluster]) -> OriginScore {
+    let mut where_: BTreeMap<PersonId, usize> = BTreeMap::new();
+    for (k, c) in inferred.iter().enumerate() {
+        for p in &c.cases {
+            where_.insert(*p, k);
+        }
+    }
+    let mut s = OriginScore {
+        clusters: 0,
+        linked: 0,
+        top1: 0.0,
+        top3: 0.0,
+        baseline_top1: 0.0,
+        baseline_top3: 0.0,
+        linked_top1: 0.0,
+        linked_top3: 0.0,
+        linked_baseline_top1: 0.0,
+        linked_baseline_top3: 0.0,
+    };
+    for c in truth {
+        let Some(origin) = c.origin else { continue };
+        if c.confirmed.len() < MIN_SCORED_CONFIRMED {
+            continue;
+        }
+        s.clusters += 1;
+        let mut overlap: BTreeMap<usize, usize> = BTreeMap::new();
+        for p in &c.confirmed {
+            if let Some(&k) = where_.get(p) {
+                *overlap.entry(k).or_default() += 1;
+            }
+        }
+        let first = |k: usize| inferred[k].cases.iter().min().copied();
+        let Some((&k, &n)) = overlap.iter().max_by(|(ka, na), (kb, nb)| {
+            na.cmp(nb)
+                .then(inferred[**ka].cases.len().cmp(&inferred[**kb].cases.len()))
+                .then(first(**kb).cmp(&first(**ka)))
+        }) else {
+            continue;
+        };
+        let linked = n == c.confirmed.len();
+        let hit =
+            |v: &[PersonId], k: usize| f64::from(u8::from(v.iter().take(k).any(|p| *p == origin)));
+        let m = &inferred[k];
+        let hits = [
+            hit(&m.ranking, 1),
+            hit(&m.ranking, 3),
+            hit(&m.baseline, 1),
+            hit(&m.baseline, 3),
+        ];
+        for (x, h) in [
+            &mut s.top1,
+            &mut s.top3,
+            &mut s.baseline_top1,
+            &mut s.baseline_top3,
+        ]
+        .into_iter()
+        .zip(hits)
+        {
+            *x += h;
+        }
+        if linked {
+            s.linked += 1;
+            for (x, h) in [
+                &mut s.linked_top1,
+                &mut s.linked_top3,
+                &mut s.linked_baseline_top1,
+                &mut s.linked_baseline_top3,
+            ]
+            .into_iter()
+            .zip(hits)
+            {
+                *x += h;
+            }
+        }
+    }
+    let div = |x: &mut f64, n: u64| {
+        if n > 0 {
+            *x /= n as f64;
+        }
+    };
+    for x in [
+        &mut s.top1,
+        &mut s.top3,
+        &mut s.baseline_top1,
+        &mut s.baseline_top3,
+    ] {
+        div(x, s.clusters);
+    }
+    for x in [
+        &mut s.linked_top1,
+        &mut s.linked_top3,
+        &mut s.linked_baseline_top1,
+        &mut s.linked_baseline_top3,
+    ] {
+        div(x, s.linked);
+    }
+    s
 }
