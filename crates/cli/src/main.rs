@@ -13,6 +13,7 @@ mod bench_ledger;
 mod bench_matching;
 mod chains_cmd;
 mod children;
+mod contact_eval;
 mod city;
 mod dashboard;
 mod demo;
@@ -109,7 +110,8 @@ enum Command {
         #[arg(long)]
         genesis: Option<PathBuf>,
     },
-    /// Run the demonstration: a validator, an edge and a cloud node under synthetic load.
+    /// Run the demonstration: the simulated city through 4 validators, 2 edges and a cloud
+    /// node, with a live web dashboard and a report at the end.
     Demo(demo::DemoArgs),
     /// Submit valid signed transactions at a steady rate to running nodes and report what
     /// was accepted, refused and committed.

@@ -103,7 +103,7 @@ impl<T> Default for Series<T> {
 impl<T: Clone> Series<T> {
     fn push(&mut self, p: T) {
         self.seen += 1;
-        if (self.seen - 1) % self.stride != 0 {
+        if !(self.seen - 1).is_multiple_of(self.stride) {
             // Between kept samples: it replaces the newest one so the end stays current.
             if let Some(last) = self.points.last_mut() {
                 *last = p;

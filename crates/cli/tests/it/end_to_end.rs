@@ -1,4 +1,5 @@
-//! Real node processes: init, node, tx, status, block, query, verify-proof; and the demo.
+//! Real node processes: init, node, tx, status, block, query, verify-proof (the demo: see
+//! `dashboard.rs`).
 
 use std::time::Duration;
 
@@ -6,7 +7,7 @@ use serde_json::Value;
 use trustedge_node::Client;
 use trustedge_types::Hash;
 
-use crate::common::{eventually, free_ports, run, run_in, start_node};
+use crate::common::{eventually, free_ports, run, start_node};
 
 const QUICK: Duration = Duration::from_secs(60);
 
@@ -292,58 +293,5 @@ fn a_validator_and_an_edge_agree_on_a_registered_device() {
         assert!(!r.ok(), "{args:?}: {}", r.describe());
         assert!(r.stderr.starts_with("error"), "{args:?}: {}", r.describe());
         assert!(!r.stderr.contains("panicked"), "{args:?}: {}", r.describe());
-    }
-}
-
-#[test]
-fn demo_runs_and_reports_agreement() {
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path().join("demo");
-    let base = free_ports(3).to_string();
-    let r = run_in(
-        Some(dir.path()),
-        &[
-            "demo",
-            "--home",
-            home.to_str().unwrap(),
-            "--seconds",
-            "20",
-            "--port",
-            &base,
-        ],
-        Duration::from_secs(240),
-    );
-    assert!(r.ok(), "{}", r.describe());
-    assert!(r.stdout.contains("agreement"), "{}", r.describe());
-    assert!(
-        r.stdout.contains("OK: validator-0, edge-0, cloud-0"),
-        "{}",
-        r.describe()
-    );
-    let admitted = r
-        .stdout
-        .lines()
-        .find(|l| l.contains("organisations admitted"))
-        .unwrap_or("");
-    assert!(
-        admitted.contains("hospital-2 (2 of 3 approvals)"),
-        "{}",
-        r.describe()
-    );
-    for code in [
-        "replayed_nonce",
-        "access_denied",
-        "bad_signature",
-        "unknown_signer",
-    ] {
-        assert!(r.stdout.contains(code), "{code} missing: {}", r.describe());
-    }
-    // The children are gone: their ports are free again.
-    let base: u16 = base.parse().unwrap();
-    for p in base..base + 3 {
-        assert!(
-            std::net::TcpListener::bind(("127.0.0.1", p)).is_ok(),
-            "port {p} is still in use after the demo"
-        );
     }
 }
