@@ -13,7 +13,6 @@ mod bench_ledger;
 mod bench_matching;
 mod chains_cmd;
 mod children;
-mod contact_eval;
 mod city;
 mod dashboard;
 mod demo;

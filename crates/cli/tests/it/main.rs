@@ -22,6 +22,5 @@ mod faults;
 mod gaen_export;
 mod offline;
 mod origin;
-mod simulate;
 mod tracing;
 mod tracing_sim;
