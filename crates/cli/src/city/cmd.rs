@@ -35,17 +35,42 @@ pub struct SimulateArgs {
     /// MQTT connections per edge shared by its devices.
     #[arg(long, default_value_t = 16)]
     pub pool: usize,
+    /// Index cases (default: citysim's, scaled to the population).
+    #[arg(long)]
+    pub index_cases: Option<u32>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
 }
 
+/// Where a temporary network goes: `/dev/shm` when it is there (the edges' stores commit
+/// every reading durably, which on a disk costs an fsync per reading and dominates a run;
+/// a simulation's network is thrown away at the end), else the system's temporary directory.
+pub fn scratch_dir() -> PathBuf {
+    let shm = PathBuf::from("/dev/shm");
+    if shm.is_dir()
+        && std::fs::metadata(&shm).is_ok_and(|m| !m.permissions().readonly())
+    {
+        shm
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 /// Runs `trustedge simulate`.
 pub async fn run(args: &SimulateArgs) -> anyhow::Result<()> {
+    // Logs only when asked for (RUST_LOG=info shows the run's phases).
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .try_init();
+    }
     let (home, temporary) = match &args.home {
         Some(h) => (h.clone(), false),
         None => (
-            std::env::temp_dir().join(format!(
+            scratch_dir().join(format!(
                 "trustedge-simulate-{}-{}",
                 std::process::id(),
                 args.seed
@@ -66,6 +91,7 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         progress: !args.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         scan_interval_s: args.scan_interval_s,
         pool: args.pool,
+        index_cases: args.index_cases,
         ..CityRunOptions::default()
     };
     let result = super::run(&opts, Arc::new(NoObserver)).await;

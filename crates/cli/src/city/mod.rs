@@ -38,7 +38,7 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::mpsc;
-use trustedge_citysim::score::{PrecisionRecall, quantile};
+use trustedge_citysim::score::{PrecisionRecall, quantile, top_k_accuracy};
 use trustedge_citysim::{City, CityConfig, PersonId, RiskBasis, RoomId};
 use trustedge_node::mqtt::{DeviceClient, DeviceClientOptions, Notice};
 use trustedge_node::tracing_worker::{parse_notice, parse_relay_outcome};
@@ -74,6 +74,9 @@ pub struct CityRunOptions {
     pub pool: usize,
     /// Longest wait for notices and alerts after the last hour, s.
     pub drain_timeout_s: u64,
+    /// Index cases; `None`: the citysim default scaled to the population (its default is
+    /// for 10,000 people).
+    pub index_cases: Option<u32>,
 }
 
 impl Default for CityRunOptions {
@@ -88,6 +91,7 @@ impl Default for CityRunOptions {
             scan_interval_s: 240,
             pool: 16,
             drain_timeout_s: 60,
+            index_cases: None,
         }
     }
 }
@@ -416,6 +420,7 @@ pub async fn run(
     let mut mark = Instant::now();
     let phase = |phases: &mut BTreeMap<String, f64>, name: &str, mark: &mut Instant| {
         phases.insert(name.to_string(), round2(mark.elapsed().as_secs_f64()));
+        tracing::info!(phase = name, secs = mark.elapsed().as_secs_f64(), "city phase done");
         *mark = Instant::now();
     };
     if opts.days == 0 || opts.days > 14 {
@@ -423,13 +428,20 @@ pub async fn run(
     }
     let today = now_s() / DAY_S * DAY_S;
     let start_s = today - u64::from(opts.days) * DAY_S;
+    let default = CityConfig::default();
+    let scaled = (f64::from(default.seed_cases) * f64::from(opts.population) / 10_000.0).round();
     let cfg = CityConfig {
         population: opts.population,
         days: opts.days,
         start_s,
         materialize_sightings: false,
         scan_interval_s: opts.scan_interval_s,
-        ..CityConfig::default()
+        seed_last_day: default.seed_last_day.min(f64::from(opts.days)),
+        seed_cases: opts
+            .index_cases
+            .unwrap_or(scaled as u32)
+            .clamp(1, opts.population.max(1)),
+        ..default
     };
     let seed = opts.seed;
     let city = Arc::new(
@@ -513,7 +525,9 @@ async fn drive(
     )?;
     std::mem::swap(player_slot, &mut player);
     drop(player);
+    tracing::info!("network up; registering devices");
     net.register(&player_slot.devices()).await?;
+    tracing::info!(secs = mark.elapsed().as_secs_f64(), "devices registered");
     phases.insert("network_and_registration".into(), round2(mark.elapsed().as_secs_f64()));
     mark = Instant::now();
 
@@ -669,6 +683,10 @@ async fn drive(
                 .sum(),
         });
         bar.inc(1);
+        tracing::debug!(hour = w.index, uploads = counts.encounter_uploads, "hour played");
+        if w.index % 24 == 23 {
+            tracing::info!(day = w.index / 24, uploads = counts.encounter_uploads, air = counts.air_readings, wall = wall.elapsed().as_secs_f64(), "day played");
+        }
         if let Some(p) = opts.pace.filter(|p| *p > 0.0) {
             let due = Duration::from_secs_f64((w.end_s - start_s) as f64 / p);
             let spent = mark.elapsed();
@@ -680,6 +698,7 @@ async fn drive(
     bar.finish_and_clear();
     let mut player = producer.await.context("the city thread")??;
     phases.insert("hours".into(), round2(mark.elapsed().as_secs_f64()));
+    tracing::info!(secs = mark.elapsed().as_secs_f64(), "hours played; draining");
     mark = Instant::now();
 
     // Drain: notices for every relayed case and alerts for every closed window.
@@ -725,6 +744,7 @@ async fn drive(
     let net_wall = net_started.elapsed().as_secs_f64();
 
     // Evaluation.
+    tracing::info!("evaluating");
     let truth = city.truth();
     let scorer = scorer
         .await
@@ -740,6 +760,15 @@ async fn drive(
     let decided = decided?;
     let true_cc = truth.app_close_contacts();
     let pr = PrecisionRecall::of(&decided, &true_cc);
+    for fp in decided.difference(&true_cc).take(10) {
+        let same_pair: Vec<_> = truth
+            .close_contacts
+            .iter()
+            .filter(|c| c.a == fp.1 && c.b == fp.2)
+            .map(|c| (c.day, c.minutes, c.both_app))
+            .collect();
+        tracing::debug!(?fp, ?same_pair, "close-contact false positive");
+    }
     let close_contact = CloseContactMetrics {
         precision: pr.precision,
         recall: pr.recall,
@@ -780,8 +809,12 @@ async fn drive(
         notified_pairs: notified.len() as u64,
     };
 
-    let aerosol = aerosol_metrics(net, city, &player).await?;
-    let origin = origin_metrics(net, city, &player).await;
+    let aerosol = aerosol_metrics(net, city, &player, observer.as_ref()).await?;
+    let cases: HashMap<Hash, PersonId> = heard
+        .lock()
+        .map(|h| h.cases.iter().map(|(k, v)| (*k, v.0)).collect())
+        .unwrap_or_default();
+    let origin = origin_metrics(net, city, &cases, observer.as_ref()).await;
 
     let mut edge = EdgeMetrics {
         raw_bytes: 0,
@@ -865,6 +898,7 @@ async fn aerosol_metrics(
     net: &net::Net,
     city: &City,
     player: &Player,
+    observer: &dyn CityObserver,
 ) -> anyhow::Result<AerosolMetrics> {
     let client = net.validator();
     let start_s = city.config().start_s;
@@ -893,11 +927,19 @@ async fn aerosol_metrics(
                     .as_str()
                     .and_then(|s| hex::decode(s).ok())
                     .and_then(|b| <[u8; 16]>::try_from(b).ok());
-                if kind == "elevated_risk"
-                    && let (Some(v), Some(start)) = (venue, a["start_s"].as_u64())
+                if let (Some(v), Some(start)) = (venue, a["start_s"].as_u64())
                     && let Some(room) = by_venue.get(&v)
                 {
-                    alerted.insert((*room, start));
+                    observer.room_risk(feed::RoomRiskPoint {
+                        room: format!("room-{}", room.0),
+                        start_s: start,
+                        end_s: a["end_s"].as_u64().unwrap_or(start),
+                        probability: a["risk_ppm"].as_f64().unwrap_or(0.0) / 1e6,
+                        alert: true,
+                    });
+                    if kind == "elevated_risk" {
+                        alerted.insert((*room, start));
+                    }
                 }
             }
             match v["next"].as_str() {
@@ -920,12 +962,106 @@ async fn aerosol_metrics(
 }
 
 /// Origin accuracy from the cloud's `GET /v1/origin`, `None` when it is not served.
-async fn origin_metrics(net: &net::Net, city: &City, player: &Player) -> Option<OriginMetrics> {
+///
+/// Each true cluster (an index case's subtree) whose true origin (earliest-infected
+/// confirmed member) relayed its keys is matched to the cloud cluster holding most of its
+/// relayed members; its ranking is that cluster's candidates, the baseline its
+/// earliest-onset ranking. A true cluster no cloud cluster holds counts as a miss.
+async fn origin_metrics(
+    net: &net::Net,
+    city: &City,
+    cases: &HashMap<Hash, PersonId>,
+    observer: &dyn CityObserver,
+) -> Option<OriginMetrics> {
     let cloud = net.clouds.first()?;
     let client = Client::new(cloud.url());
-    let v: serde_json::Value = client.get_json("/v1/origin", &[] as &[(&str, String)]).await.ok()?;
-    let _ = (city, player);
-    let clusters = v["clusters"].as_array()?;
-    let _ = clusters;
-    None
+    let view = client.origin(true, None).await.ok()?;
+    let person = |hex_id: &str| -> Option<PersonId> {
+        let b: [u8; 32] = hex::decode(hex_id).ok()?.try_into().ok()?;
+        cases.get(&Hash(b)).copied()
+    };
+    let relayed: BTreeSet<PersonId> = cases.values().copied().collect();
+    let label = |hex_id: &str| person(hex_id).map_or_else(|| "case ?".to_string(), |p| format!("case {}", p.0));
+    let mut tree = feed::TreeView {
+        sim_s: city.config().start_s + u64::from(city.config().days) * DAY_S,
+        ..feed::TreeView::default()
+    };
+    for k in &view.clusters {
+        for c in &k.candidates {
+            tree.nodes.push(feed::TreeNode {
+                id: label(&c.case),
+                onset_s: c.onset_s,
+                origin_probability: c.probability,
+            });
+        }
+        for e in &k.tree {
+            if let Some(from) = &e.from {
+                tree.edges.push(feed::TreeEdge {
+                    from: label(from),
+                    to: label(&e.to),
+                    weight: e.weight,
+                    kind: e.kind.clone(),
+                });
+            }
+        }
+        if let Some(top) = k.candidates.first() {
+            tree.origins.push(label(&top.case));
+        }
+    }
+    tree.true_origins = city
+        .truth()
+        .clusters()
+        .iter()
+        .filter_map(|c| c.origin)
+        .filter(|o| relayed.contains(o))
+        .map(|o| format!("case {}", o.0))
+        .collect();
+    observer.tree(tree);
+    let mut ranked = Vec::new();
+    let mut baseline = Vec::new();
+    for c in city.truth().clusters() {
+        let Some(origin) = c.origin.filter(|o| relayed.contains(o)) else {
+            continue;
+        };
+        let members: BTreeSet<PersonId> = c
+            .confirmed
+            .iter()
+            .copied()
+            .filter(|m| relayed.contains(m))
+            .collect();
+        let best = view
+            .clusters
+            .iter()
+            .map(|k| {
+                let n = k
+                    .cases
+                    .iter()
+                    .filter_map(|h| person(h))
+                    .filter(|p| members.contains(p))
+                    .count();
+                (n, k)
+            })
+            .filter(|(n, _)| *n > 0)
+            .max_by_key(|(n, _)| *n)
+            .map(|(_, k)| k);
+        let (r, b) = match best {
+            Some(k) => (
+                k.candidates
+                    .iter()
+                    .filter_map(|x| person(&x.case))
+                    .collect::<Vec<_>>(),
+                k.baseline.iter().filter_map(|x| person(x)).collect(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        ranked.push((r, vec![origin]));
+        baseline.push((b, vec![origin]));
+    }
+    Some(OriginMetrics {
+        top1: top_k_accuracy(&ranked, 1),
+        top3: top_k_accuracy(&ranked, 3),
+        baseline_top1: top_k_accuracy(&baseline, 1),
+        baseline_top3: top_k_accuracy(&baseline, 3),
+        clusters: ranked.len() as u64,
+    })
 }

@@ -100,6 +100,7 @@ impl Net {
             "--base-port".into(),
             base.to_string(),
             "--tracing-edges".into(),
+            "--aerosol-edges".into(),
         ];
         let args = InitCli::try_parse_from(argv)
             .context("laying out the network")?
@@ -133,22 +134,20 @@ impl Net {
             }
             if n.role == NodeRole::Edge {
                 let index = edges.len();
-                config.aerosol = Some(AerosolConfig {
-                    rooms: rooms
-                        .iter()
-                        .filter(|r| r.edge == index)
-                        .map(|r| AerosolRoom {
-                            name: r.name.clone(),
-                            volume_m3: r.volume_m3,
-                            nominal_ach: Some(r.ach),
-                            venue_secret_hex: hex::encode(r.secret),
-                            devices: vec![r.device],
-                        })
-                        .collect(),
-                    poll_interval_ms: 50,
-                    close_interval_ms: 2000,
-                    ..AerosolConfig::default()
-                });
+                let aerosol = config.aerosol.get_or_insert_with(AerosolConfig::default);
+                aerosol.rooms = rooms
+                    .iter()
+                    .filter(|r| r.edge == index)
+                    .map(|r| AerosolRoom {
+                        name: r.name.clone(),
+                        volume_m3: r.volume_m3,
+                        nominal_ach: Some(r.ach),
+                        venue_secret_hex: hex::encode(r.secret),
+                        devices: vec![r.device],
+                    })
+                    .collect();
+                aerosol.poll_interval_ms = 50;
+                aerosol.close_interval_ms = 2000;
             }
             let node = start_with_config(&n.home, config, NodeOptions::default())
                 .await

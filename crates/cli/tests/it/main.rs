@@ -22,5 +22,6 @@ mod faults;
 mod gaen_export;
 mod offline;
 mod origin;
+mod simulate;
 mod tracing;
 mod tracing_sim;
