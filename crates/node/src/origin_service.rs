@@ -456,7 +456,7 @@ impl OriginInputs {
         let graph = ContactGraph::build(&encounters, EncounterFilter::default())
             .map_err(|e| format!("contact graph: {e}"))?;
         // Rooms: one window per (venue, start, end) of the alerts the presences overlapped.
-        let mut windows: BTreeMap<([u8; 16], u64, u64), (u32, BTreeSet<CaseId>)> = BTreeMap::new();
+        let mut windows: BTreeMap<WindowKey, (u32, BTreeSet<CaseId>)> = BTreeMap::new();
         for (upload, alerts) in self.presences.values() {
             let Some(&case) = id_of.get(upload) else {
                 continue;
@@ -702,6 +702,12 @@ enum Input {
 /// An event's position: height, transaction index, event index.
 type Pos = (u64, u32, u32);
 
+/// An event as read: position, module, kind, attributes.
+type RawEvent = (Pos, String, String, Vec<(String, String)>);
+
+/// A room window: venue id of the day, start, end.
+type WindowKey = ([u8; 16], u64, u64);
+
 /// Where the worker is in the ledger.
 #[derive(Default)]
 struct Cursor {
@@ -888,7 +894,7 @@ fn step(
     if height < cursor.next_height {
         return Ok(());
     }
-    let mut raw: Vec<(Pos, String, String, Vec<(String, String)>)> = Vec::new();
+    let mut raw: Vec<RawEvent> = Vec::new();
     for module in [diagnosis::NAME, exposure::NAME, aerosol::NAME] {
         let filter = EventFilter {
             module: Some(module.into()),
@@ -1092,4 +1098,143 @@ fn revoked_uploads(snap: &dyn StateRead, id: &Hash) -> Result<Vec<Hash>, String>
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use trustedge_contracts::AlertKind;
+
+    use super::*;
+
+    fn alert(venue: u8, start_s: u64, kind: AlertKind, risk_ppm: u32) -> AlertRecord {
+        AlertRecord {
+            id: aerosol::alert_id(&[venue; 16], start_s, start_s + 900, kind),
+            venue: [venue; 16],
+            start_s,
+            end_s: start_s + 900,
+            risk_ppm,
+            kind,
+            day: u32::try_from(start_s / DAY_S).unwrap(),
+            height: 1,
+        }
+    }
+
+    fn case(inputs: &mut OriginInputs, b: u8, onset_day: u64) -> Hash {
+        let h = Hash([b; 32]);
+        inputs
+            .apply(Input::Case {
+                upload: h,
+                info: CaseInfo {
+                    confirmation_s: 20_010 * DAY_S,
+                    onset_s: Some(onset_day * DAY_S + NOON_S),
+                },
+                released: vec![],
+            })
+            .unwrap();
+        h
+    }
+
+    #[test]
+    fn config_defaults_are_valid_and_each_bound_is_named() {
+        assert_eq!(OriginConfig::default().validate(), Ok(()));
+        for (c, field) in [
+            (
+                OriginConfig {
+                    samples: 0,
+                    ..OriginConfig::default()
+                },
+                "origin.samples",
+            ),
+            (
+                OriginConfig {
+                    poll_interval_ms: 0,
+                    ..OriginConfig::default()
+                },
+                "origin.poll_interval_ms",
+            ),
+            (
+                OriginConfig {
+                    max_cases: 0,
+                    ..OriginConfig::default()
+                },
+                "origin.max_cases",
+            ),
+            (
+                OriginConfig {
+                    explain_top: 0,
+                    ..OriginConfig::default()
+                },
+                "origin.explain_top",
+            ),
+            (
+                OriginConfig {
+                    retention_days: 3,
+                    ..OriginConfig::default()
+                },
+                "origin.retention_days",
+            ),
+        ] {
+            assert!(c.validate().unwrap_err().starts_with(field), "{field}");
+        }
+    }
+
+    /// Presences are grouped by alert window: two kinds alerting the same window make one
+    /// room with the higher risk; a window with one case is no evidence between cases; a
+    /// revoked case's presences are dropped.
+    #[test]
+    fn rooms_come_from_presences_grouped_by_alert_window() {
+        let mut inputs = OriginInputs::new(16);
+        let a = case(&mut inputs, 1, 20_000);
+        let c = case(&mut inputs, 3, 20_005);
+        let x = case(&mut inputs, 9, 20_004);
+        let t = 20_001 * DAY_S + 36_000;
+        let vent = alert(7, t, AlertKind::VentilationFailure, 30_000);
+        let risk = alert(7, t, AlertKind::ElevatedRisk, 90_000);
+        let lonely = alert(8, t, AlertKind::ElevatedRisk, 50_000);
+        for (i, (up, alerts)) in [
+            (a, vec![vent.clone(), risk.clone()]),
+            (c, vec![vent.clone()]),
+            (a, vec![lonely.clone()]),
+            (x, vec![risk.clone()]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            inputs
+                .apply(Input::Presence {
+                    id: Hash([100 + i as u8; 32]),
+                    upload: up,
+                    alerts,
+                })
+                .unwrap();
+        }
+        let config = OriginConfig {
+            samples: 200,
+            ..OriginConfig::default()
+        };
+        let (v, counts) = inputs.infer(&config).unwrap();
+        assert_eq!((counts.cases, counts.rooms, counts.contacts), (3, 1, 0));
+        let mut all = vec![a.to_hex(), c.to_hex(), x.to_hex()];
+        all.sort();
+        assert_eq!(v.clusters.len(), 1);
+        assert_eq!(v.clusters[0].cases, all);
+        assert_eq!(v.clusters[0].candidates[0].case, a.to_hex());
+        let rooms = &v.clusters[0].candidates[0]
+            .explanation
+            .as_ref()
+            .unwrap()
+            .rooms;
+        assert_eq!(rooms.len(), 2);
+        assert!(rooms.iter().all(|r| r.venue == "07".repeat(16)
+            && r.from == a.to_hex()
+            && (r.probability - 0.09).abs() < 1e-12));
+        // Revoking x leaves a and c, still linked by the room.
+        inputs.apply(Input::Revoke(vec![x])).unwrap();
+        let (v, counts) = inputs.infer(&config).unwrap();
+        assert_eq!((counts.cases, counts.rooms), (2, 1));
+        assert_eq!(v.clusters[0].cases.len(), 2);
+        // A case arriving after its revocation stays out.
+        case(&mut inputs, 9, 20_004);
+        assert_eq!(inputs.case_count(), 2);
+    }
 }
