@@ -462,7 +462,19 @@ async fn alerts_reach_the_phones_that_were_there_and_a_cases_presence_lands_on_t
             .iter()
             .all(|r| r.upload == upload && !r.alerts.is_empty())
     );
-    let text = edge_client.metrics().await.unwrap();
+    // The edge counts them once its replica has the block (it may trail the validator).
+    let deadline = Instant::now() + WAIT;
+    let text = loop {
+        let text = edge_client.metrics().await.unwrap();
+        if metric(&text, "trustedge_aerosol_presences_relayed_total") >= visits.len() as u64 {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "relayed visits not counted:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(
         metric(&text, "trustedge_aerosol_presences_relayed_total"),
         visits.len() as u64
