@@ -38,6 +38,9 @@ pub struct SimulateArgs {
     /// Index cases (default: citysim's, scaled to the population).
     #[arg(long)]
     pub index_cases: Option<u32>,
+    /// Probability a person runs the app (default: citysim's).
+    #[arg(long)]
+    pub app_adoption: Option<f64>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -48,9 +51,7 @@ pub struct SimulateArgs {
 /// a simulation's network is thrown away at the end), else the system's temporary directory.
 pub fn scratch_dir() -> PathBuf {
     let shm = PathBuf::from("/dev/shm");
-    if shm.is_dir()
-        && std::fs::metadata(&shm).is_ok_and(|m| !m.permissions().readonly())
-    {
+    if shm.is_dir() && std::fs::metadata(&shm).is_ok_and(|m| !m.permissions().readonly()) {
         shm
     } else {
         std::env::temp_dir()
@@ -92,6 +93,7 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         scan_interval_s: args.scan_interval_s,
         pool: args.pool,
         index_cases: args.index_cases,
+        app_adoption: args.app_adoption,
         ..CityRunOptions::default()
     };
     let result = super::run(&opts, Arc::new(NoObserver)).await;

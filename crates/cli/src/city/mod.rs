@@ -40,13 +40,13 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use trustedge_citysim::score::{PrecisionRecall, quantile, top_k_accuracy};
 use trustedge_citysim::{City, CityConfig, PersonId, RiskBasis, RoomId};
+use trustedge_node::Client;
 use trustedge_node::mqtt::{DeviceClient, DeviceClientOptions, Notice};
 use trustedge_node::tracing_worker::{parse_notice, parse_relay_outcome};
-use trustedge_node::Client;
 use trustedge_types::Hash;
 
-pub use feed::{CityObserver, NoObserver};
 use feed::{ChainPoint, ContactPoint};
+pub use feed::{CityObserver, NoObserver};
 use play::{HourWork, Outgoing, Player};
 
 /// Seconds in a day.
@@ -77,6 +77,8 @@ pub struct CityRunOptions {
     /// Index cases; `None`: the citysim default scaled to the population (its default is
     /// for 10,000 people).
     pub index_cases: Option<u32>,
+    /// Probability a person runs the app; `None`: the citysim default.
+    pub app_adoption: Option<f64>,
 }
 
 impl Default for CityRunOptions {
@@ -92,6 +94,7 @@ impl Default for CityRunOptions {
             pool: 16,
             drain_timeout_s: 60,
             index_cases: None,
+            app_adoption: None,
         }
     }
 }
@@ -420,7 +423,11 @@ pub async fn run(
     let mut mark = Instant::now();
     let phase = |phases: &mut BTreeMap<String, f64>, name: &str, mark: &mut Instant| {
         phases.insert(name.to_string(), round2(mark.elapsed().as_secs_f64()));
-        tracing::info!(phase = name, secs = mark.elapsed().as_secs_f64(), "city phase done");
+        tracing::info!(
+            phase = name,
+            secs = mark.elapsed().as_secs_f64(),
+            "city phase done"
+        );
         *mark = Instant::now();
     };
     if opts.days == 0 || opts.days > 14 {
@@ -437,6 +444,7 @@ pub async fn run(
         materialize_sightings: false,
         scan_interval_s: opts.scan_interval_s,
         seed_last_day: default.seed_last_day.min(f64::from(opts.days)),
+        app_adoption: opts.app_adoption.unwrap_or(default.app_adoption),
         seed_cases: opts
             .index_cases
             .unwrap_or(scaled as u32)
@@ -459,8 +467,8 @@ pub async fn run(
     std::fs::create_dir_all(&opts.home)
         .with_context(|| format!("cannot create {}", opts.home.display()))?;
     let edges_n = net::LAYOUT.1;
-    // Placeholder lab key until the network exists: the player is rebuilt below with it.
-    let mut player = Player::new(
+    // The laboratory's key and the edges' skew are set once the network exists.
+    let player = Player::new(
         &city,
         seed,
         edges_n,
@@ -486,7 +494,8 @@ pub async fn run(
         })
         .collect();
     let net = net::Net::start(&opts.home, seed, &rooms).await?;
-    let result = drive(opts, observer, &city, &net, &mut player, wall, &mut phases).await;
+    let result = drive(opts, observer, &city, &net, player, wall, &mut phases).await;
+    mark = Instant::now();
     net.shutdown().await;
     let mut m = result?;
     phase(&mut phases, "shutdown", &mut mark);
@@ -505,30 +514,21 @@ async fn drive(
     observer: Arc<dyn CityObserver>,
     city: &Arc<City>,
     net: &net::Net,
-    player_slot: &mut Player,
+    mut player: Player,
     wall: Instant,
     phases: &mut BTreeMap<String, f64>,
 ) -> anyhow::Result<CityMetrics> {
     let mut mark = Instant::now();
     let net_started = Instant::now();
     let start_s = city.config().start_s;
-    // The player with the real laboratory key and the edges' skew.
-    let mut player = Player::new(
-        city,
-        opts.seed,
-        net.edges.len(),
-        opts.pool,
-        net.lab.clone(),
-        net::CHAIN_ID,
-        now_s(),
-        net.tracing.skew_s,
-    )?;
-    std::mem::swap(player_slot, &mut player);
-    drop(player);
+    player.set_network(net.lab.clone(), net.tracing.skew_s)?;
     tracing::info!("network up; registering devices");
-    net.register(&player_slot.devices()).await?;
+    net.register(&player.devices()).await?;
     tracing::info!(secs = mark.elapsed().as_secs_f64(), "devices registered");
-    phases.insert("network_and_registration".into(), round2(mark.elapsed().as_secs_f64()));
+    phases.insert(
+        "network_and_registration".into(),
+        round2(mark.elapsed().as_secs_f64()),
+    );
     mark = Instant::now();
 
     // The pool of MQTT connections and the notice listener.
@@ -597,10 +597,6 @@ async fn drive(
     // The hours: played on a blocking thread, one hour ahead of the network.
     let hours_total = u64::from(city.config().days) * 24;
     let (work_tx, mut work_rx) = mpsc::channel::<anyhow::Result<HourWork>>(2);
-    let mut player = std::mem::replace(
-        player_slot,
-        Player::new(city, 0, 1, 1, net.lab.clone(), net::CHAIN_ID, 0, 0)?,
-    );
     let scorer_config = net.tracing.clone();
     let scorer = tokio::task::spawn_blocking(move || scorer_config.scorer());
     let producer = {
@@ -625,7 +621,7 @@ async fn drive(
     bar.set_message("simulated hours");
     let mut counts = Counts {
         people: city.population().people.len() as u64,
-        app_users: player_slot_len(city),
+        app_users: app_users_of(city),
         sensors: city.population().rooms.iter().filter(|r| r.sensor).count() as u64,
         ..Counts::default()
     };
@@ -683,9 +679,19 @@ async fn drive(
                 .sum(),
         });
         bar.inc(1);
-        tracing::debug!(hour = w.index, uploads = counts.encounter_uploads, "hour played");
+        tracing::debug!(
+            hour = w.index,
+            uploads = counts.encounter_uploads,
+            "hour played"
+        );
         if w.index % 24 == 23 {
-            tracing::info!(day = w.index / 24, uploads = counts.encounter_uploads, air = counts.air_readings, wall = wall.elapsed().as_secs_f64(), "day played");
+            tracing::info!(
+                day = w.index / 24,
+                uploads = counts.encounter_uploads,
+                air = counts.air_readings,
+                wall = wall.elapsed().as_secs_f64(),
+                "day played"
+            );
         }
         if let Some(p) = opts.pace.filter(|p| *p > 0.0) {
             let due = Duration::from_secs_f64((w.end_s - start_s) as f64 / p);
@@ -698,7 +704,10 @@ async fn drive(
     bar.finish_and_clear();
     let mut player = producer.await.context("the city thread")??;
     phases.insert("hours".into(), round2(mark.elapsed().as_secs_f64()));
-    tracing::info!(secs = mark.elapsed().as_secs_f64(), "hours played; draining");
+    tracing::info!(
+        secs = mark.elapsed().as_secs_f64(),
+        "hours played; draining"
+    );
     mark = Instant::now();
 
     // Drain: notices for every relayed case and alerts for every closed window.
@@ -779,7 +788,9 @@ async fn drive(
     };
 
     let (notified, mut lat) = {
-        let mut h = heard.lock().map_err(|_| anyhow::anyhow!("listener poisoned"))?;
+        let mut h = heard
+            .lock()
+            .map_err(|_| anyhow::anyhow!("listener poisoned"))?;
         for (rpi, source, at) in std::mem::take(&mut h.orphans) {
             h.resolve(rpi, source, at);
         }
@@ -862,7 +873,7 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn player_slot_len(city: &City) -> u64 {
+fn app_users_of(city: &City) -> u64 {
     city.population().people.iter().filter(|p| p.app).count() as u64
 }
 
@@ -949,7 +960,9 @@ async fn aerosol_metrics(
         }
     }
     let threshold = trustedge_aerosol::alert::AlertRule::default().threshold;
-    let truth = city.truth().elevated_windows(threshold, RiskBasis::Conditional);
+    let truth = city
+        .truth()
+        .elevated_windows(threshold, RiskBasis::Conditional);
     let pr = PrecisionRecall::of(&alerted, &truth);
     Ok(AerosolMetrics {
         precision: pr.precision,
@@ -981,7 +994,9 @@ async fn origin_metrics(
         cases.get(&Hash(b)).copied()
     };
     let relayed: BTreeSet<PersonId> = cases.values().copied().collect();
-    let label = |hex_id: &str| person(hex_id).map_or_else(|| "case ?".to_string(), |p| format!("case {}", p.0));
+    let label = |hex_id: &str| {
+        person(hex_id).map_or_else(|| "case ?".to_string(), |p| format!("case {}", p.0))
+    };
     let mut tree = feed::TreeView {
         sim_s: city.config().start_s + u64::from(city.config().days) * DAY_S,
         ..feed::TreeView::default()

@@ -28,10 +28,10 @@ use trustedge_distance::channel::DeviceModel;
 use trustedge_edge::exposure::{DeviceLink, DistanceScorer, EngineConfig, ExposureEngine};
 use trustedge_node::aerosol_worker::{AIR_QUALITY_KIND, encode_air_quality};
 use trustedge_node::tracing_worker::{DIAGNOSIS_KIND, encode_diagnosis};
+use trustedge_tracing::ReportType;
 use trustedge_tracing::broadcast::{Advertisement, Broadcaster, MAX_ROTATION_S};
 use trustedge_tracing::sightings::{Sighting, SightingFilter, SightingLog};
 use trustedge_tracing::upload::{READING_KIND, uploads_by_own_rpi};
-use trustedge_tracing::ReportType;
 use trustedge_types::{Hash, Keypair};
 
 /// How long a phone keeps sightings in this simulation, s: it uploads every hour, so two
@@ -228,6 +228,18 @@ impl Player {
         })
     }
 
+    /// The laboratory clinician that certifies confirmed cases, and the edges' matching skew
+    /// (known once the network exists).
+    pub fn set_network(&mut self, lab: Keypair, skew_s: u64) -> anyhow::Result<()> {
+        self.lab = lab;
+        self.eval = ExposureEngine::new(EngineConfig {
+            skew_s,
+            max_encounters: usize::MAX / 2,
+            ..EngineConfig::default()
+        })?;
+        Ok(())
+    }
+
     /// Every device to register: phones, then sensors.
     pub fn devices(&self) -> Vec<DeviceKey> {
         let mut out: Vec<DeviceKey> = self
@@ -323,7 +335,11 @@ impl Player {
                 _ => {}
             }
         }
-        self.uploads(end_s, end_s.saturating_sub(3600 + MAX_ROTATION_S), &mut work)?;
+        self.uploads(
+            end_s,
+            end_s.saturating_sub(3600 + MAX_ROTATION_S),
+            &mut work,
+        )?;
         Ok(work)
     }
 
@@ -333,7 +349,11 @@ impl Player {
             end_s,
             ..HourWork::default()
         };
-        self.uploads(u64::MAX, end_s.saturating_sub(3600 + MAX_ROTATION_S), &mut work)?;
+        self.uploads(
+            u64::MAX,
+            end_s.saturating_sub(3600 + MAX_ROTATION_S),
+            &mut work,
+        )?;
         Ok(work)
     }
 
@@ -369,8 +389,7 @@ impl Player {
                 let reading = p
                     .identity
                     .sign_reading(now * 1000, READING_KIND, u.to_bytes()?)?;
-                self.eval
-                    .add_upload(DeviceLink(person_link(p.person)), u)?;
+                self.eval.add_upload(DeviceLink(person_link(p.person)), u)?;
                 work.uploads.push(Outgoing {
                     edge: p.edge,
                     slot,

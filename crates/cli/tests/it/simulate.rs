@@ -16,7 +16,10 @@ fn num(v: &serde_json::Value, path: &str) -> f64 {
 
 fn fraction(v: &serde_json::Value, path: &str) -> f64 {
     let x = num(v, path);
-    assert!((0.0..=1.0).contains(&x), "{path} = {x} is not in [0, 1]\n{v:#}");
+    assert!(
+        (0.0..=1.0).contains(&x),
+        "{path} = {x} is not in [0, 1]\n{v:#}"
+    );
     x
 }
 
@@ -31,18 +34,20 @@ fn small_city_through_the_real_stack() {
             "--seed",
             "7",
             "--population",
-            "150",
+            "60",
             "--days",
-            "2",
+            "3",
             "--index-cases",
-            "12",
+            "30",
+            "--app-adoption",
+            "0.5",
             "--quiet",
             "--home",
             home.to_str().unwrap(),
             "--json",
             out.to_str().unwrap(),
         ],
-        Duration::from_secs(300),
+        Duration::from_secs(600),
     );
     assert!(run.ok(), "{}", run.describe());
     let v: serde_json::Value =
@@ -60,22 +65,35 @@ fn small_city_through_the_real_stack() {
     }
     let ndcf = num(&v, "close_contact.ndcf");
     assert!((0.0..=2.0).contains(&ndcf), "nDCF {ndcf}");
-    assert!(v["origin"].is_null() || v["origin"]["top1"].is_number(), "{v:#}");
+    assert!(
+        v["origin"].is_null() || v["origin"]["top1"].is_number(),
+        "{v:#}"
+    );
     for k in ["p50", "p95"] {
         let l = &v["notification"]["latency_s"][k];
-        assert!(l.is_null() || l.as_f64().unwrap() >= 0.0, "latency {k}: {l}");
+        assert!(
+            l.is_null() || l.as_f64().unwrap() >= 0.0,
+            "latency {k}: {l}"
+        );
     }
 
     // The devices really went through the edges and the ledger.
     let people = num(&v, "counts.people");
     let apps = num(&v, "counts.app_users");
-    assert_eq!(people, 150.0);
+    assert_eq!(people, 60.0);
     assert!(apps > 0.0 && apps < people, "{apps} app users of {people}");
     assert!(num(&v, "counts.encounter_uploads") > 0.0, "{v:#}");
     assert!(num(&v, "counts.air_readings") > 0.0, "{v:#}");
-    assert_eq!(num(&v, "counts.refused"), 0.0, "the edges refused readings: {v:#}");
+    assert_eq!(
+        num(&v, "counts.refused"),
+        0.0,
+        "the edges refused readings: {v:#}"
+    );
     assert!(num(&v, "close_contact.true_pair_days") > 0.0, "{v:#}");
-    assert!(num(&v, "ledger.bytes") > 0.0 && num(&v, "ledger.txs") > apps, "{v:#}");
+    assert!(
+        num(&v, "ledger.bytes") > 0.0 && num(&v, "ledger.txs") > apps,
+        "{v:#}"
+    );
     assert!(num(&v, "ledger.tx_per_s") > 0.0);
     assert!(num(&v, "edge.raw_bytes") > 0.0);
     assert!(num(&v, "wall_s") > 0.0);
@@ -83,7 +101,10 @@ fn small_city_through_the_real_stack() {
     let relayed = num(&v, "counts.confirmed_relayed");
     assert!(relayed > 0.0, "no confirmed app user in this city: {v:#}");
     if num(&v, "notification.true_exposures") > 0.0 {
-        assert!(num(&v, "counts.notices") > 0.0, "no notice delivered: {v:#}");
+        assert!(
+            num(&v, "counts.notices") > 0.0,
+            "no notice delivered: {v:#}"
+        );
         assert!(num(&v, "notification.recall") > 0.0, "{v:#}");
     }
     // The close-contact decision finds real contacts.
