@@ -14,6 +14,7 @@ mod bench_matching;
 mod chains_cmd;
 mod children;
 mod city;
+mod contact_eval;
 mod dashboard;
 mod demo;
 mod devnet;

@@ -38,6 +38,9 @@ enum TracingCommand {
     /// process, N simulated phones over MQTT playing a seeded day, a confirmed case relayed;
     /// prints precision/recall of the notices, their latency and pure-GAEN agreement.
     Simulate(crate::tracing_sim::SimulateArgs),
+    /// Close-contact precision / recall / nDCF of the real path (device filter, edge scorer,
+    /// rule) on a simulated city against its ground truth, by true distance and carry.
+    CityEval(crate::contact_eval::CityEvalArgs),
     /// Contact chains of a confirmed case (its diagnosis upload id) through other confirmed
     /// cases, from a cloud node with `[contacts]`: per hop the two cases, day and score.
     Chains(crate::chains_cmd::ChainsArgs),
@@ -115,6 +118,7 @@ pub fn run(args: &TracingArgs) -> anyhow::Result<()> {
             metadata,
         } => derive(tek, *interval, metadata.as_deref()),
         TracingCommand::DistanceEval(args) => crate::distance_cmd::run(args),
+        TracingCommand::CityEval(args) => crate::contact_eval::run(args),
         // Async inside the CLI's multi-thread runtime: this thread blocks, others run it.
         TracingCommand::Simulate(args) => tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(crate::tracing_sim::run(args))

@@ -38,7 +38,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use trustedge_contracts::exposure::{ExposureNotice, MAX_NOTICES_PER_CALL};
 use trustedge_tracing::matching::{DEFAULT_SKEW_S, Observation, RpiIndex, match_keys};
-use trustedge_tracing::sightings::{RangeSample, RangeSource, RssiSample};
+use trustedge_tracing::sightings::{Encounter, RangeSample, RangeSource, RssiSample};
 use trustedge_tracing::upload::EncounterUpload;
 use trustedge_tracing::{DiagnosisKey, ReportType, Rpi};
 use trustedge_types::Hash;
@@ -372,46 +372,86 @@ impl ExposureEngine {
         let mut per_rpi: BTreeMap<(DeviceLink, u32), BTreeMap<Rpi, f64>> = BTreeMap::new();
         // An encounter may be matched once per key at most; count each once.
         let mut seen: BTreeSet<u64> = BTreeSet::new();
+        // The encounters of one case key seen by one device on one day are one contact
+        // session (the case's RPIs rotate every 10 minutes): they are merged and scored
+        // together, so chunks and scan credits run across RPI changes.
+        let mut sessions: BTreeMap<(DeviceLink, u32, usize), Vec<(usize, usize)>> = BTreeMap::new();
         for m in &report.matches {
             if !seen.insert(m.observation_id) {
                 continue;
             }
             let (u, e) = split_id(m.observation_id);
-            let (Some(held), Some(key)) = (self.uploads.get(u), keys.get(m.key_index)) else {
+            let (Some(held), true) = (self.uploads.get(u), m.key_index < keys.len()) else {
                 continue;
             };
             let Some(enc) = held.upload.encounters.get(e) else {
                 continue;
             };
+            let day = u32::try_from(enc.first_seen_s / DAY_S).unwrap_or(u32::MAX);
+            sessions
+                .entry((held.device, day, m.key_index))
+                .or_default()
+                .push((u, e));
+        }
+        for ((device, day, key_index), members) in sessions {
+            let (Some(key), Some(&(u0, e0))) = (keys.get(key_index), members.first()) else {
+                continue;
+            };
+            let (Some(held), Some(enc)) = (
+                self.uploads.get(u0),
+                self.uploads
+                    .get(u0)
+                    .and_then(|h| h.upload.encounters.get(e0)),
+            ) else {
+                continue;
+            };
             let tx_power_dbm = aemks
-                .get(m.key_index)
+                .get(key_index)
                 .copied()
                 .flatten()
                 .map(|a| a.decrypt(&enc.rpi, &enc.aem).tx_power_dbm)
                 .unwrap_or(held.upload.tx_power_dbm);
+            let parts: Vec<(&Held, &Encounter)> = members
+                .iter()
+                .filter_map(|&(u, e)| {
+                    let h = self.uploads.get(u)?;
+                    Some((h, h.upload.encounters.get(e)?))
+                })
+                .collect();
+            let encs: Vec<&Encounter> = parts.iter().map(|p| p.1).collect();
+            let Some(merged) = merge_key_encounters(&encs) else {
+                continue;
+            };
             let w = scorer.score(&EncounterInput {
                 rx_model: &held.upload.device_model,
                 rx_tx_power_dbm: held.upload.tx_power_dbm,
                 tx_power_dbm,
-                first_seen_s: enc.first_seen_s,
-                last_seen_s: enc.last_seen_s,
-                samples: &enc.samples,
-                ranges: &enc.ranges,
+                first_seen_s: merged.first_seen_s,
+                last_seen_s: merged.last_seen_s,
+                samples: &merged.samples,
+                ranges: &merged.ranges,
                 report_type: key.report_type,
                 days_since_onset: key.days_since_onset,
             });
-            let day = u32::try_from(enc.first_seen_s / DAY_S).unwrap_or(u32::MAX);
-            let group = (held.device, day);
+            let group = (device, day);
             let s = days.entry(group).or_default();
             s.score_sum += w.score;
             s.max_score = s.max_score.max(w.score);
             s.close_s = s.close_s.saturating_add(w.close_s);
-            s.encounters += 1;
-            *per_rpi
-                .entry(group)
-                .or_default()
-                .entry(held.upload.own_rpi)
-                .or_default() += w.score;
+            s.encounters += parts.len();
+            // Each own RPI's score: the session's score shared by samples heard under it.
+            let total: usize = parts
+                .iter()
+                .map(|p| p.1.samples.len())
+                .sum::<usize>()
+                .max(1);
+            for (h, e) in &parts {
+                *per_rpi
+                    .entry(group)
+                    .or_default()
+                    .entry(h.upload.own_rpi)
+                    .or_default() += w.score * e.samples.len() as f64 / total as f64;
+            }
         }
 
         let notified = self.notified.entry(source_upload).or_default();
@@ -480,6 +520,53 @@ pub struct DistanceScorer {
 }
 
 impl DistanceScorer {
+    /// The encounter's contact intervals: chunks of [`DistanceScorer::chunk_s`] with the
+    /// seconds each is credited and its distance (BLE, fused with the chunk's ranges when
+    /// the encounter has any, see [`fuse_chunk`]). Empty when no sample is usable.
+    pub fn intervals(
+        &self,
+        e: &EncounterInput<'_>,
+    ) -> Vec<trustedge_distance::exposure::ContactInterval> {
+        use trustedge_distance::exposure::contact_intervals;
+        let samples: Vec<(u64, i8)> = e
+            .samples
+            .iter()
+            .map(|s| (e.first_seen_s + u64::from(s.offset_s), s.rssi_dbm))
+            .collect();
+        let link = self.link(e);
+        let Ok(mut intervals) = contact_intervals(&samples, self.chunk_s, &self.windows, |s| {
+            self.estimator.estimate_with(s, &link)
+        }) else {
+            return Vec::new();
+        };
+        if !e.ranges.is_empty() {
+            let ranges: Vec<(u64, u32, RangeSource)> = e
+                .ranges
+                .iter()
+                .map(|r| {
+                    (
+                        e.first_seen_s + u64::from(r.offset_s),
+                        r.distance_cm,
+                        r.source,
+                    )
+                })
+                .collect();
+            // Chunk k covers [its start, the next chunk's start); the last one runs
+            // to the last sighting.
+            let starts: Vec<u64> = intervals.iter().map(|i| i.start_s).collect();
+            for (k, iv) in intervals.iter_mut().enumerate() {
+                let end = starts.get(k + 1).copied();
+                let within: Vec<(u32, RangeSource)> = ranges
+                    .iter()
+                    .filter(|r| r.0 >= iv.start_s && end.map_or(r.0 <= e.last_seen_s, |x| r.0 < x))
+                    .map(|r| (r.1, r.2))
+                    .collect();
+                iv.distance = fuse_chunk(iv.distance, &within);
+            }
+        }
+        intervals
+    }
+
     fn link(&self, e: &EncounterInput<'_>) -> trustedge_distance::calibration::LinkCalibration {
         let mut link = self.estimator.registry.link(e.rx_model, e.rx_model);
         link.tx.tx_power_dbm = f64::from(e.tx_power_dbm);
@@ -489,7 +576,7 @@ impl DistanceScorer {
 
 impl ExposureScorer for DistanceScorer {
     fn score(&self, e: &EncounterInput<'_>) -> WindowScore {
-        use trustedge_distance::exposure::{Infectiousness, build_windows, contact_intervals};
+        use trustedge_distance::exposure::{Infectiousness, build_windows};
         let samples: Vec<(u64, i8)> = e
             .samples
             .iter()
@@ -515,48 +602,105 @@ impl ExposureScorer for DistanceScorer {
                 .sum();
         }
         let max_m = self.rule.max_distance_m;
-        if let Ok(mut intervals) = contact_intervals(&samples, self.chunk_s, &self.windows, |s| {
-            self.estimator.estimate_with(s, &link)
-        }) {
-            if !e.ranges.is_empty() {
-                let ranges: Vec<(u64, u32, RangeSource)> = e
-                    .ranges
-                    .iter()
-                    .map(|r| {
-                        (
-                            e.first_seen_s + u64::from(r.offset_s),
-                            r.distance_cm,
-                            r.source,
-                        )
-                    })
-                    .collect();
-                // Chunk k covers [its start, the next chunk's start); the last one runs
-                // to the last sighting.
-                let starts: Vec<u64> = intervals.iter().map(|i| i.start_s).collect();
-                for (k, iv) in intervals.iter_mut().enumerate() {
-                    let end = starts.get(k + 1).copied();
-                    let within: Vec<(u32, RangeSource)> = ranges
-                        .iter()
-                        .filter(|r| {
-                            r.0 >= iv.start_s && end.map_or(r.0 <= e.last_seen_s, |x| r.0 < x)
-                        })
-                        .map(|r| (r.1, r.2))
-                        .collect();
-                    iv.distance = fuse_chunk(iv.distance, &within);
-                }
-            }
-            out.close_s = intervals
-                .iter()
-                .filter(|i| i.distance.meters <= max_m)
-                .map(|i| u64::from(i.duration_s))
-                .sum();
-        }
+        out.close_s = self
+            .intervals(e)
+            .iter()
+            .filter(|i| i.distance.meters <= max_m)
+            .map(|i| u64::from(i.duration_s))
+            .sum();
         out
     }
 
     fn is_close_contact(&self, day: &DaySummary) -> bool {
         day.close_s as f64 / 60.0 >= self.rule.min_minutes_per_day
     }
+}
+
+/// The encounters of one case key heard by one device (its RPIs of one day, in any
+/// order) as one encounter: samples and ranges in time order with offsets from the
+/// earliest first sighting (a sample or range repeated by overlapping uploads counted
+/// once). `None` when there is none. The RPI and AEM are the earliest encounter's.
+pub fn merge_key_encounters(parts: &[&Encounter]) -> Option<Encounter> {
+    let first = parts.iter().min_by_key(|e| (e.first_seen_s, e.rpi))?;
+    let start = first.first_seen_s;
+    let last = parts.iter().map(|e| e.last_seen_s).max().unwrap_or(start);
+    let mut samples: Vec<(u64, i8)> = Vec::new();
+    let mut ranges: Vec<(u64, u32, RangeSource)> = Vec::new();
+    for e in parts {
+        samples.extend(
+            e.samples
+                .iter()
+                .map(|s| (e.first_seen_s + u64::from(s.offset_s), s.rssi_dbm)),
+        );
+        ranges.extend(e.ranges.iter().map(|r| {
+            (
+                e.first_seen_s + u64::from(r.offset_s),
+                r.distance_cm,
+                r.source,
+            )
+        }));
+    }
+    samples.sort_unstable();
+    samples.dedup();
+    ranges.sort_unstable_by_key(|r| (r.0, r.1, r.2 == RangeSource::WifiRtt));
+    ranges.dedup();
+    let offset = |t: u64| u32::try_from(t - start).unwrap_or(u32::MAX);
+    Some(Encounter {
+        rpi: first.rpi,
+        aem: first.aem,
+        first_seen_s: start,
+        last_seen_s: last,
+        samples: samples
+            .into_iter()
+            .map(|(t, rssi_dbm)| RssiSample {
+                offset_s: offset(t),
+                rssi_dbm,
+            })
+            .collect(),
+        ranges: ranges
+            .into_iter()
+            .map(|(t, distance_cm, source)| RangeSample {
+                offset_s: offset(t),
+                distance_cm,
+                source,
+            })
+            .collect(),
+    })
+}
+
+/// Seed of the default distance model's synthetic training.
+pub const DEFAULT_MODEL_SEED: u64 = 1;
+/// Simulated sessions the default distance model is trained on.
+pub const DEFAULT_MODEL_SESSIONS: usize = 3000;
+/// Trees of the default distance model's forest.
+pub const DEFAULT_MODEL_TREES: u16 = 60;
+/// Default length of the chunks an encounter is split into, s.
+pub const DEFAULT_CHUNK_S: u64 = 300;
+
+/// The edge's default scorer: the distance model trained with [`DEFAULT_MODEL_SEED`],
+/// [`DEFAULT_MODEL_SESSIONS`] and [`DEFAULT_MODEL_TREES`], default GAEN v2 scoring and
+/// windows, the 15 min / 2 m rule and [`DEFAULT_CHUNK_S`] chunks (what `trustedge tracing
+/// city-eval` measures; CPU-bound, a few seconds).
+pub fn default_scorer() -> Result<DistanceScorer, trustedge_distance::DistanceError> {
+    use trustedge_distance::model::{DistanceEstimator, ModelParams, TrainingConfig};
+    let estimator = DistanceEstimator::train_synthetic(
+        DEFAULT_MODEL_SEED,
+        &TrainingConfig {
+            sessions: DEFAULT_MODEL_SESSIONS,
+            ..TrainingConfig::default()
+        },
+        &ModelParams {
+            n_trees: DEFAULT_MODEL_TREES,
+            ..ModelParams::default()
+        },
+    )?;
+    Ok(DistanceScorer {
+        estimator,
+        scoring: Default::default(),
+        windows: Default::default(),
+        rule: Default::default(),
+        chunk_s: DEFAULT_CHUNK_S,
+    })
 }
 
 /// One chunk's distance: the BLE estimate fused with the chunk's ranges (distance in cm,

@@ -1,8 +1,10 @@
 //! The hourly event stream a driver feeds into devices and edges.
 
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use trustedge_aerosol::risk::{CO2_GENERATION_M3_PER_H_PER_PERSON, OUTDOOR_CO2_PPM, Reading};
 use trustedge_distance::channel::{LinkContext, SessionConfig, generate_session};
+use trustedge_distance::fusion::RangingErrorModel;
 
 use crate::plan::{DayPlan, EncounterPiece};
 use crate::population::PlaceKind;
@@ -20,6 +22,11 @@ pub struct SightingBatch {
     pub room: RoomId,
     /// `(unix s, rssi dBm)` in time order.
     pub samples: Vec<(u64, i8)>,
+    /// `(unix s, range cm)` in time order: UWB ranges of the heard device, when both phone
+    /// models have UWB (one per scan that heard it; noise and NLOS bias from
+    /// [`trustedge_distance::fusion::RangingErrorModel::UWB`], NLOS more likely with a body
+    /// between). Empty otherwise.
+    pub ranges: Vec<(u64, u32)>,
 }
 
 /// One air-quality reading of a sensor room.
@@ -228,14 +235,14 @@ impl City {
         }
     }
 
-    /// The RSSI samples `observer` (one side of `piece`) heard of the other side: true
-    /// distance through [`trustedge_distance::channel::generate_session`] with a link
-    /// context drawn per pair and piece (carry, body, orientation; the room's environment).
-    pub fn sightings(
-        &self,
-        piece: &EncounterPiece,
-        observer: PersonId,
-    ) -> Result<SightingBatch, CityError> {
+    /// The link between `observer` (one side of `piece`) and the other side during the
+    /// piece: carry positions, body, orientation drawn per pair and piece, the room's
+    /// environment. Ground truth (for breaking results down), not a signal.
+    pub fn link_context(&self, piece: &EncounterPiece, observer: PersonId) -> LinkContext {
+        self.link(piece, observer).0
+    }
+
+    fn link(&self, piece: &EncounterPiece, observer: PersonId) -> (LinkContext, ChaCha8Rng) {
         let heard = if observer == piece.a {
             piece.b
         } else {
@@ -254,12 +261,32 @@ impl City {
         );
         let mut ctx = LinkContext::random(tx, rx, &mut rng);
         ctx.environment = pop.room(piece.room).kind.environment();
+        (ctx, rng)
+    }
+
+    /// The RSSI samples `observer` (one side of `piece`) heard of the other side: true
+    /// distance through [`trustedge_distance::channel::generate_session`] with the
+    /// [`City::link_context`] of the pair and piece, scanned every
+    /// [`CityConfig::scan_interval_s`](crate::CityConfig) with
+    /// [`CityConfig::adverts_per_scan`](crate::CityConfig) adverts heard per scan; and,
+    /// when both phones have UWB, one UWB range per scan that heard the peer.
+    pub fn sightings(
+        &self,
+        piece: &EncounterPiece,
+        observer: PersonId,
+    ) -> Result<SightingBatch, CityError> {
+        let heard = if observer == piece.a {
+            piece.b
+        } else {
+            piece.a
+        };
+        let (ctx, mut rng) = self.link(piece, observer);
         let interval = self.config().scan_interval_s;
         let cfg = SessionConfig {
             duration_s: piece.end_s.saturating_sub(piece.start_s + 1),
             scan_interval_s: interval,
             scan_jitter_s: 5.min(interval / 2 - 1),
-            adverts_per_scan: 1,
+            adverts_per_scan: self.config().adverts_per_scan,
             ..SessionConfig::default()
         };
         let samples = generate_session(
@@ -269,11 +296,29 @@ impl City {
             piece.start_s,
             &mut rng,
         )?;
+        let mut ranges = Vec::new();
+        if ctx.tx.uwb && ctx.rx.uwb {
+            let model = RangingErrorModel {
+                nlos_probability: if ctx.body_between { 0.6 } else { 0.15 },
+                ..RangingErrorModel::UWB
+            };
+            let mut last = None;
+            for &(t, _) in &samples {
+                if last == Some(t) {
+                    continue;
+                }
+                last = Some(t);
+                let r = model.simulate(f64::from(piece.distance_m), &mut rng);
+                let cm = (r.estimate.meters * 100.0).round().clamp(1.0, 50_000.0) as u32;
+                ranges.push((t, cm));
+            }
+        }
         Ok(SightingBatch {
             observer,
             heard,
             room: piece.room,
             samples,
+            ranges,
         })
     }
 

@@ -130,36 +130,41 @@ pub struct DeviceModel {
     pub rssi_offset_db: f64,
     /// Whether the model is in the published calibration table (else: default calibration).
     pub in_calibration_table: bool,
+    /// Whether the model has an ultra-wideband (UWB) radio: two such phones range each
+    /// other to ±10 cm (see [`crate::fusion::RangingErrorModel::UWB`]).
+    pub uwb: bool,
 }
 
-const fn model(name: &'static str, tx: f64, offset: f64, table: bool) -> DeviceModel {
+const fn model(name: &'static str, tx: f64, offset: f64, table: bool, uwb: bool) -> DeviceModel {
     DeviceModel {
         name,
         tx_power_dbm: tx,
         rssi_offset_db: offset,
         in_calibration_table: table,
+        uwb,
     }
 }
 
 /// Sixteen synthetic phone models with distinct TX powers (−22…−2 dBm) and RSSI offsets
-/// (−4…+13 dB), four of them missing from the calibration table.
+/// (−4…+13 dB), four of them missing from the calibration table; six (the flagships) have
+/// UWB, so about 14 % of random pairs can range each other.
 pub const DEVICE_MODELS: [DeviceModel; 16] = [
-    model("aurora-a1", -8.0, 5.0, true),
-    model("aurora-a2", -12.0, 9.0, true),
-    model("aurora-x", -4.0, 1.0, true),
-    model("boreal-5", -16.0, 11.0, true),
-    model("boreal-6-pro", -10.0, 3.0, true),
-    model("cirrus-lite", -20.0, 13.0, true),
-    model("cirrus-max", -6.0, -2.0, true),
-    model("delta-s", -14.0, 7.0, true),
-    model("delta-s-plus", -11.0, 6.0, true),
-    model("ember-2", -18.0, 10.0, true),
-    model("ember-3", -9.0, 0.0, true),
-    model("fjord-one", -2.0, -4.0, true),
-    model("garnet-m", -15.0, 4.0, false),
-    model("halo-go", -22.0, 12.0, false),
-    model("indigo-t", -7.0, 8.0, false),
-    model("juniper-z", -13.0, -1.0, false),
+    model("aurora-a1", -8.0, 5.0, true, false),
+    model("aurora-a2", -12.0, 9.0, true, false),
+    model("aurora-x", -4.0, 1.0, true, true),
+    model("boreal-5", -16.0, 11.0, true, false),
+    model("boreal-6-pro", -10.0, 3.0, true, true),
+    model("cirrus-lite", -20.0, 13.0, true, false),
+    model("cirrus-max", -6.0, -2.0, true, true),
+    model("delta-s", -14.0, 7.0, true, false),
+    model("delta-s-plus", -11.0, 6.0, true, true),
+    model("ember-2", -18.0, 10.0, true, false),
+    model("ember-3", -9.0, 0.0, true, false),
+    model("fjord-one", -2.0, -4.0, true, true),
+    model("garnet-m", -15.0, 4.0, false, false),
+    model("halo-go", -22.0, 12.0, false, false),
+    model("indigo-t", -7.0, 8.0, false, true),
+    model("juniper-z", -13.0, -1.0, false, false),
 ];
 
 /// The table entry of a model name.
