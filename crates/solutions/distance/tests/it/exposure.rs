@@ -199,7 +199,10 @@ fn windows_are_built_from_scans_and_slots() {
         &flat_link(CalibrationConfidence::High),
         ReportType::ConfirmedTest,
         Infectiousness::Standard,
-        &WindowConfig::default(),
+        &WindowConfig {
+            cadence_credit: false,
+            ..WindowConfig::default()
+        },
     )
     .unwrap();
     assert_eq!(ws.len(), 2);
@@ -328,4 +331,32 @@ fn contact_intervals_chunk_whole_scans() {
     assert!(ivs.iter().all(|iv| iv.duration_s == 300));
     assert!(CloseContactRule::default().is_close_contact(&ivs));
     assert!(contact_intervals(&samples, 0, &WindowConfig::default(), |_| unreachable!()).is_err());
+}
+
+#[test]
+fn cadence_aware_credit_counts_each_scan_as_one_period() {
+    // GAEN cadence: a scan every 270 s for 16 minutes (4 scans), then a second meeting
+    // two hours later with 2 scans.
+    let t0 = 20_000 * DAY_S;
+    let mut samples: Vec<(u64, i8)> = (0..4).map(|k| (t0 + 270 * k, -60)).collect();
+    samples.extend((0..2).map(|k| (t0 + 7200 + 270 * k, -60)));
+    let legacy = WindowConfig {
+        cadence_credit: false,
+        ..WindowConfig::default()
+    };
+    let credits = |cfg: &WindowConfig| -> Vec<u32> {
+        trustedge_distance::exposure::scans(&samples, cfg)
+            .iter()
+            .map(|s| s.credit_s)
+            .collect()
+    };
+    // legacy: 60 s for the first scan, the capped 300 s for the scan after the break
+    assert_eq!(credits(&legacy), vec![60, 270, 270, 270, 300, 270]);
+    // cadence-aware: every scan stands for one 270 s period
+    assert_eq!(credits(&WindowConfig::default()), vec![270; 6]);
+    // 4 scans of a 16-minute contact: 18 minutes credited, over the 15-minute rule
+    let first: u32 = credits(&WindowConfig::default())[..4].iter().sum();
+    assert!(first >= 15 * 60);
+    let legacy_first: u32 = credits(&legacy)[..4].iter().sum();
+    assert!(legacy_first < 15 * 60);
 }
