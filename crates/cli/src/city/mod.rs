@@ -468,16 +468,7 @@ pub async fn run(
         .with_context(|| format!("cannot create {}", opts.home.display()))?;
     let edges_n = net::LAYOUT.1;
     // The laboratory's key and the edges' skew are set once the network exists.
-    let player = Player::new(
-        &city,
-        seed,
-        edges_n,
-        opts.pool,
-        trustedge_types::Keypair::from_seed([0; 32]),
-        net::CHAIN_ID,
-        now_s(),
-        0,
-    )?;
+    let player = Player::new(&city, seed, edges_n, opts.pool, net::CHAIN_ID, now_s())?;
     let rooms: Vec<net::RoomSpec> = player
         .sensors
         .iter()

@@ -163,16 +163,16 @@ pub fn edge_of_home(home: RoomId, edges: usize) -> usize {
 }
 
 impl Player {
-    /// Phones for the city's app users, sensors for its sensor rooms, keys from `seed`.
+    /// Phones for the city's app users, sensors for its sensor rooms, keys from `seed`. The
+    /// laboratory's key and the edges' matching skew come with [`Player::set_network`] once
+    /// the network exists; until then a placeholder laboratory and no skew.
     pub fn new(
         city: &City,
         seed: u64,
         edges: usize,
         pool: usize,
-        lab: Keypair,
         chain_id: &str,
         issue_now_s: u64,
-        skew_s: u64,
     ) -> anyhow::Result<Player> {
         let pop = city.population();
         let filter = SightingFilter {
@@ -216,11 +216,11 @@ impl Player {
             sensors,
             sensor_of,
             pool: pool.max(1),
-            lab,
+            lab: Keypair::from_seed(seed_for(seed, 5, 0)),
             chain_id: chain_id.to_string(),
             issue_now_s,
             eval: ExposureEngine::new(EngineConfig {
-                skew_s,
+                skew_s: 0,
                 max_encounters: usize::MAX / 2,
                 ..EngineConfig::default()
             })?,

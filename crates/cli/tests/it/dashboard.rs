@@ -149,6 +149,19 @@ fn demo_dashboard_renders_every_panel_in_chromium_and_the_report_holds_the_data(
             if last.iter().all(|&n| n > 0) {
                 break state;
             }
+            // Once the city has ended nothing more comes: say which panel stayed empty.
+            let phase = state["phase"].as_str().unwrap_or("");
+            assert!(
+                phase == "starting" || phase == "running",
+                "the city ended ({phase}) with points {last:?} for {PANELS:?} (confirmed cases: \
+                 {}, error: {})\n{}",
+                state["contacts"]
+                    .as_array()
+                    .and_then(|c| c.last())
+                    .map_or(serde_json::Value::Null, |c| c["confirmed_cases"].clone()),
+                state["error"],
+                log_tail()
+            );
         }
         assert!(
             Instant::now() < deadline,

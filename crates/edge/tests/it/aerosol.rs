@@ -317,7 +317,10 @@ fn the_ledger_accepts_the_engines_alerts() {
     let many: Vec<_> = (0..130).map(|_| alerts[0]).collect();
     let sizes: Vec<usize> = batches(&many, 1000)
         .iter()
-        .map(|AerosolCall::PublishAlerts { alerts }| alerts.len())
+        .map(|call| match call {
+            AerosolCall::PublishAlerts { alerts } => alerts.len(),
+            other => panic!("batches made a call other than publish_alerts: {other:?}"),
+        })
         .collect();
     assert_eq!(sizes, [64, 64, 2]);
 

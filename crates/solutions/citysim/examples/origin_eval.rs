@@ -27,4 +27,65 @@ fn main() {
     let r = evaluate_origins(&city, &ObserveParams::default(), &rank, seed).unwrap();
     println!("{}", serde_json::to_string(&r).unwrap());
     println!("wall_s {:.2}", t0.elapsed().as_secs_f64());
+    if args.get(4).is_some() {
+        diagnose(&city);
+    }
+}
+
+/// Why clusters are not linked: per scored cluster, known confirmed cases, how many of
+/// their true infectors are known confirmed cases, and how many of those direct links the
+/// evidence shows.
+#[allow(dead_code)]
+fn diagnose(city: &City) {
+    use std::collections::BTreeSet;
+    let ev = trustedge_citysim::evidence::observe(city, &Default::default());
+    let mut linked: BTreeSet<(u32, u32)> = BTreeSet::new();
+    for e in &ev.encounters {
+        linked.insert((e.a.0.min(e.b.0), e.a.0.max(e.b.0)));
+    }
+    for r in &ev.rooms {
+        for a in &r.cases {
+            for b in &r.cases {
+                if a < b {
+                    linked.insert((a.0, b.0));
+                }
+            }
+        }
+    }
+    let t = city.truth();
+    let infector: std::collections::BTreeMap<_, _> = t
+        .infections
+        .iter()
+        .map(|i| (i.person, (i.infector, i.route)))
+        .collect();
+    let (mut known, mut direct, mut shown, mut via_home) = (0, 0, 0, 0);
+    for c in trustedge_citysim::evidence::reported_clusters(city) {
+        if c.confirmed.len() < 2 {
+            continue;
+        }
+        let set: BTreeSet<_> = c.confirmed.iter().copied().collect();
+        known += c.confirmed.len();
+        for p in &c.confirmed {
+            if let Some((Some(src), route)) = infector.get(p)
+                && set.contains(src)
+            {
+                direct += 1;
+                if linked.contains(&(p.0.min(src.0), p.0.max(src.0))) {
+                    shown += 1;
+                } else if let trustedge_citysim::Route::Room { room }
+                | trustedge_citysim::Route::Contact { room, .. } = route
+                {
+                    println!(
+                        "unshown {route:?} kind {:?} sensor {}",
+                        city.population().room(*room).kind,
+                        city.population().room(*room).sensor
+                    );
+                    via_home += 1;
+                }
+            }
+        }
+    }
+    println!(
+        "known confirmed in scored clusters {known}, direct links {direct}, shown by evidence {shown}, unshown {via_home}"
+    );
 }

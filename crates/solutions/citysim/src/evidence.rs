@@ -2,8 +2,9 @@
 //! (`trustedge origin eval --city`): the evidence [`trustedge_origin::rank_origins`] takes,
 //! limited to what the system could know.
 //!
-//! - **Cases**: people confirmed before the end of the observation ([`Truth::end_s`]),
-//!   numbered `CaseId(person id)`; the onset only for symptomatic cases and only to the
+//! - **Cases**: people who run the app and were confirmed before the end of the
+//!   observation ([`Truth::end_s`]) — only they upload diagnosis keys, so the cloud knows no
+//!   other case (the true clusters are scored over these: [`reported_clusters`]) —, numbered `CaseId(person id)`; the onset only for symptomatic cases and only to the
 //!   day (a diagnosis key carries days since onset), as noon UTC of the onset day; the
 //!   confirmation time exactly (the keys' upload).
 //! - **Close contacts** between two confirmed cases who both run the app, on pair-days
@@ -29,6 +30,9 @@ use trustedge_origin::{Case, RoomWindow, VenueId};
 use crate::plan::DayPlan;
 use crate::truth::Truth;
 use crate::{City, DAY_S, PersonId, RoomId};
+
+/// An elevated window: start, end (s) and conditional infection probability.
+type Window = (u64, u64, f64);
 
 /// How the evidence is observed.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -80,6 +84,7 @@ pub fn observe(city: &City, params: &ObserveParams) -> Evidence {
     let mut cases: Vec<Case> = truth
         .epi
         .iter()
+        .filter(|e| pop.person(e.person).app)
         .filter_map(|e| {
             truth.observed_confirmation_s(e).map(|c| Case {
                 id: CaseId(e.person.0),
@@ -89,13 +94,9 @@ pub fn observe(city: &City, params: &ObserveParams) -> Evidence {
         })
         .collect();
     cases.sort_by_key(|c| c.id);
-    let watched: BTreeSet<PersonId> = cases
-        .iter()
-        .map(|c| PersonId(c.id.0))
-        .filter(|p| pop.person(*p).app)
-        .collect();
+    let watched: BTreeSet<PersonId> = cases.iter().map(|c| PersonId(c.id.0)).collect();
     // elevated windows per (room, start of day)
-    let mut windows: BTreeMap<(RoomId, u64), Vec<(u64, u64, f64)>> = BTreeMap::new();
+    let mut windows: BTreeMap<(RoomId, u64), Vec<Window>> = BTreeMap::new();
     for w in &truth.risk_windows {
         let p = f64::from(w.conditional_probability);
         if p >= params.elevated_threshold {
@@ -181,6 +182,13 @@ pub fn observe(city: &City, params: &ObserveParams) -> Evidence {
     }
 }
 
+/// The true clusters over the cases the system can know (confirmed app users; see
+/// [`Truth::clusters_known`]): what [`evaluate_origins`] and the simulation driver score.
+pub fn reported_clusters(city: &City) -> Vec<crate::Cluster> {
+    let pop = city.population();
+    city.truth().clusters_known(|p| pop.person(p).app)
+}
+
 /// The result of [`evaluate_origins`].
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct CityOriginEval {
@@ -222,7 +230,7 @@ pub fn evaluate_origins(
             baseline: c.baseline.iter().map(person).collect(),
         })
         .collect();
-    let clusters = city.truth().clusters();
+    let clusters = reported_clusters(city);
     Ok(CityOriginEval {
         score: crate::score::score_origins(&clusters, &inferred),
         cases: ev.cases.len(),

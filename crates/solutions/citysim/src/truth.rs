@@ -302,6 +302,13 @@ impl Truth {
 
     /// The clusters (see [`Cluster`] for the definition), in index-case infection order.
     pub fn clusters(&self) -> Vec<Cluster> {
+        self.clusters_known(|_| true)
+    }
+
+    /// The clusters as [`Truth::clusters`], counting as confirmed only the confirmed cases
+    /// `known` accepts (e.g. those who run the app: only they upload diagnosis keys, so only
+    /// they are cases the system can rank); the origin is the earliest-infected of those.
+    pub fn clusters_known(&self, known: impl Fn(PersonId) -> bool) -> Vec<Cluster> {
         let mut root_of: BTreeMap<PersonId, PersonId> = BTreeMap::new();
         let mut clusters: Vec<Cluster> = Vec::new();
         let mut index: BTreeMap<PersonId, usize> = BTreeMap::new();
@@ -324,10 +331,11 @@ impl Truth {
                 clusters.len() - 1
             });
             clusters[k].members.push(inf.person);
-            if epi
-                .get(&inf.person)
-                .and_then(|e| self.observed_confirmation_s(e))
-                .is_some()
+            if known(inf.person)
+                && epi
+                    .get(&inf.person)
+                    .and_then(|e| self.observed_confirmation_s(e))
+                    .is_some()
             {
                 clusters[k].confirmed.push(inf.person);
             }
