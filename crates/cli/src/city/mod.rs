@@ -967,8 +967,9 @@ async fn aerosol_metrics(
 
 /// Origin accuracy from the cloud's `GET /v1/origin`, `None` when it is not served.
 ///
-/// Each true cluster (an index case's subtree) whose true origin (earliest-infected
-/// confirmed member) relayed its keys is matched to the cloud cluster holding most of its
+/// Each true cluster (an index case's subtree) counted over the cases whose keys were relayed
+/// (the only cases the cloud can know), its true origin the earliest-infected of them, is
+/// matched to the cloud cluster holding most of its
 /// relayed members; its ranking is that cluster's candidates, the baseline its
 /// earliest-onset ranking. A true cluster no cloud cluster holds counts as a miss.
 async fn origin_metrics(
@@ -1014,27 +1015,22 @@ async fn origin_metrics(
             tree.origins.push(label(&top.case));
         }
     }
-    tree.true_origins = city
-        .truth()
-        .clusters()
+    // The true clusters over the cases the cloud can know (those whose keys were relayed):
+    // a cluster's origin is its earliest-infected relayed case.
+    let clusters = city.truth().clusters_known(|p| relayed.contains(&p));
+    tree.true_origins = clusters
         .iter()
         .filter_map(|c| c.origin)
-        .filter(|o| relayed.contains(o))
         .map(|o| format!("case {}", o.0))
         .collect();
     observer.tree(tree);
     let mut ranked = Vec::new();
     let mut baseline = Vec::new();
-    for c in city.truth().clusters() {
-        let Some(origin) = c.origin.filter(|o| relayed.contains(o)) else {
+    for c in &clusters {
+        let Some(origin) = c.origin else {
             continue;
         };
-        let members: BTreeSet<PersonId> = c
-            .confirmed
-            .iter()
-            .copied()
-            .filter(|m| relayed.contains(m))
-            .collect();
+        let members: BTreeSet<PersonId> = c.confirmed.iter().copied().collect();
         let best = view
             .clusters
             .iter()

@@ -50,6 +50,12 @@ pub struct DemoArgs {
     /// plays 7 days in about 3 minutes when the machine keeps up).
     #[arg(long, default_value_t = 3_600.0)]
     pub pace: f64,
+    /// Index cases (default: citysim's, scaled to the population), as in `simulate`.
+    #[arg(long)]
+    pub index_cases: Option<u32>,
+    /// Probability a person runs the app (default: citysim's), as in `simulate`.
+    #[arg(long)]
+    pub app_adoption: Option<f64>,
     /// Stop after this many seconds. Without it the demo stops when the city ends (or on
     /// Ctrl-C); with it, a city that ends earlier stays on the dashboard until then.
     #[arg(long)]
@@ -96,6 +102,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         home: home.clone(),
         pace: Some(args.pace),
         progress: true,
+        index_cases: args.index_cases,
+        app_adoption: args.app_adoption,
         ..CityRunOptions::default()
     };
     let deadline = async {

@@ -112,7 +112,10 @@ fn demo_dashboard_renders_every_panel_in_chromium_and_the_report_holds_the_data(
     let log = std::fs::File::create(&log_path).unwrap();
     // --seconds bounds the run if the test dies; the test stops it earlier with SIGTERM.
     let child = Command::new(BIN)
-        .args(["demo", "--population", "300", "--days", "2", "--seed", "3"])
+        .args(["demo", "--population", "300", "--days", "2", "--seed", "1"])
+        // Enough index cases that app users are confirmed within two days (the tree needs
+        // confirmed cases; citysim seed 1 confirms 3 app users by the end).
+        .args(["--index-cases", "40", "--app-adoption", "0.9"])
         .args(["--pace", "40000", "--seconds", "720"])
         .args(["--port", &port.to_string(), "--home"])
         .arg(&home)
