@@ -211,7 +211,7 @@ struct RoomState {
 }
 
 /// Decisions kept per room for [`AerosolEngine::recent_decisions`] (a day of 15-min windows).
-const RECENT_DECISIONS: usize = 96;
+pub const RECENT_DECISIONS: usize = 96;
 
 /// The edge's aerosol state machine; see the module docs.
 #[derive(Debug, Clone)]

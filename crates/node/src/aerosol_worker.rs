@@ -39,10 +39,10 @@
 //! submits `aerosol.report_case_presence` signed with the aerosol key, so the case's device
 //! never appears on the ledger.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -61,7 +61,8 @@ use trustedge_contracts::aerosol::{
 };
 use trustedge_contracts::diagnosis;
 use trustedge_edge::aerosol::{
-    AerosolEdgeConfig, AerosolEdgeError, AerosolEngine, RoomConfig, batches,
+    AerosolEdgeConfig, AerosolEdgeError, AerosolEngine, RECENT_DECISIONS, RoomConfig,
+    WindowDecision, batches,
 };
 use trustedge_store::{EventCursor, EventFilter};
 use trustedge_types::{Address, Hash, Height, Keypair, Payload};
@@ -332,6 +333,133 @@ impl AerosolMetrics {
     }
 }
 
+/// One closed window of a room, as `GET /v1/aerosol/rooms` shows it (local data of the
+/// edge, never on the ledger).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RoomWindowView {
+    /// Window start, Unix seconds.
+    pub start_s: u64,
+    /// Window end, Unix seconds.
+    pub end_s: u64,
+    /// Infection probability of a susceptible present for the window (0..=1).
+    pub probability: f64,
+    /// Mean occupancy over the window.
+    pub mean_occupancy: f64,
+    /// Whether the ventilation-failure detector was alarming.
+    pub ventilation_failure: bool,
+    /// Whether the PM2.5-spike detector alarmed in it.
+    pub particle_spike: bool,
+    /// Whether an alert was emitted for it.
+    pub alerted: bool,
+}
+
+impl From<&WindowDecision> for RoomWindowView {
+    fn from(d: &WindowDecision) -> Self {
+        RoomWindowView {
+            start_s: d.start_s,
+            end_s: d.end_s,
+            probability: d.probability,
+            mean_occupancy: d.mean_occupancy,
+            ventilation_failure: d.ventilation_failure,
+            particle_spike: d.particle_spike,
+            alerted: d.alert.is_some(),
+        }
+    }
+}
+
+/// One monitored room and its last closed windows, oldest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RoomRiskView {
+    /// The room's local name (from `[aerosol]`).
+    pub room: String,
+    /// Volume, m³.
+    pub volume_m3: f64,
+    /// Nominal air changes per hour, if configured.
+    pub ach: Option<f64>,
+    /// Its last closed windows (at most [`RECENT_DECISIONS`]), oldest first.
+    pub windows: Vec<RoomWindowView>,
+}
+
+/// The answer of `GET /v1/aerosol/rooms`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AerosolRoomsResponse {
+    /// Every configured room, in name order.
+    pub rooms: Vec<RoomRiskView>,
+}
+
+/// The rooms' last closed windows, shared between the worker (which appends what it
+/// closes) and the API (which reads them). Bounded: at most [`RECENT_DECISIONS`] windows
+/// per configured room.
+#[derive(Clone, Debug, Default)]
+pub struct AerosolRooms(Arc<RwLock<BTreeMap<String, RoomRiskView>>>);
+
+impl AerosolRooms {
+    /// Every room of `config`, with no window yet.
+    pub fn new(config: &AerosolConfig) -> Self {
+        let rooms = config
+            .rooms
+            .iter()
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    RoomRiskView {
+                        room: r.name.clone(),
+                        volume_m3: r.volume_m3,
+                        ach: r.nominal_ach,
+                        windows: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        AerosolRooms(Arc::new(RwLock::new(rooms)))
+    }
+
+    /// Appends `room`'s windows that end after its last one known (a room not configured
+    /// is ignored), keeping the last [`RECENT_DECISIONS`].
+    pub fn publish(&self, room: &str, decisions: &[WindowDecision]) {
+        let mut rooms = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(view) = rooms.get_mut(room) else {
+            return;
+        };
+        let last = view.windows.last().map(|w| w.end_s);
+        view.windows.extend(
+            decisions
+                .iter()
+                .filter(|d| last.is_none_or(|e| d.end_s > e))
+                .map(RoomWindowView::from),
+        );
+        let excess = view.windows.len().saturating_sub(RECENT_DECISIONS);
+        view.windows.drain(..excess);
+    }
+
+    /// The end of `room`'s last window known, if any.
+    fn last_end(&self, room: &str) -> Option<u64> {
+        let rooms = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        rooms.get(room)?.windows.last().map(|w| w.end_s)
+    }
+
+    /// Every room, with its windows that end after `since_s` (all with `None`).
+    pub fn snapshot(&self, since_s: Option<u64>) -> AerosolRoomsResponse {
+        let rooms = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        AerosolRoomsResponse {
+            rooms: rooms
+                .values()
+                .map(|r| RoomRiskView {
+                    room: r.room.clone(),
+                    volume_m3: r.volume_m3,
+                    ach: r.ach,
+                    windows: r
+                        .windows
+                        .iter()
+                        .filter(|w| since_s.is_none_or(|s| w.end_s > s))
+                        .cloned()
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// The inputs of the aerosol worker.
 pub struct AerosolWorker {
     /// Settings.
@@ -348,6 +476,8 @@ pub struct AerosolWorker {
     pub broker: SocketAddr,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Where the rooms' closed windows are published (read by `GET /v1/aerosol/rooms`).
+    pub rooms: AerosolRooms,
 }
 
 /// A case's presences waiting to be relayed.
@@ -528,6 +658,13 @@ impl AerosolWorker {
                     Ok(alerts) => state.pending.extend(alerts.into_iter().map(|a| (a, 0))),
                     Err(e) => tracing::warn!(%room, error = %e, "closing aerosol windows failed"),
                 }
+            }
+        }
+        // The windows closed by readings or by the clock, for the API.
+        for room in state.engine.rooms() {
+            let decisions = state.engine.recent_decisions(room);
+            if decisions.last().map(|d| d.end_s) != self.rooms.last_end(room) {
+                self.rooms.publish(room, decisions);
             }
         }
         // 3. Publish.
@@ -909,6 +1046,7 @@ pub async fn start_worker(
     broker: SocketAddr,
     api: SocketAddr,
     metrics: Arc<Metrics>,
+    rooms: AerosolRooms,
     stop: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, crate::NodeError> {
     let tracing_key = node
@@ -940,6 +1078,7 @@ pub async fn start_worker(
         api: Client::new(format!("http://{api}")),
         broker,
         metrics,
+        rooms,
     };
     Ok(tokio::spawn(worker.run(stop)))
 }

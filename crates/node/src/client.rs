@@ -364,6 +364,19 @@ impl Client {
         self.get_json("/v1/origin", &q).await
     }
 
+    /// `GET /v1/aerosol/rooms`: the last closed windows of the edge's rooms (nodes with
+    /// `[aerosol]`), only those ending after `since_s` when given.
+    pub async fn aerosol_rooms(
+        &self,
+        since_s: Option<u64>,
+    ) -> Result<crate::aerosol_worker::AerosolRoomsResponse, ClientError> {
+        let q: Vec<(&str, String)> = since_s
+            .map(|s| ("since_s", s.to_string()))
+            .into_iter()
+            .collect();
+        self.get_json("/v1/aerosol/rooms", &q).await
+    }
+
     /// `GET /openapi.json`.
     pub async fn openapi(&self) -> Result<serde_json::Value, ClientError> {
         self.get_json("/openapi.json", &[]).await

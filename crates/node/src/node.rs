@@ -384,7 +384,10 @@ pub async fn start_with_config(
         .await?;
         e.tasks.push(task);
     }
+    let mut aerosol_rooms = None;
     if let (Some(a), Some(e)) = (config.aerosol.as_ref().filter(|a| a.enabled), edge.as_mut()) {
+        let rooms = crate::aerosol_worker::AerosolRooms::new(a);
+        aerosol_rooms = Some(rooms.clone());
         let task = crate::aerosol_worker::start_worker(
             home,
             &config,
@@ -394,6 +397,7 @@ pub async fn start_with_config(
             e.broker.local_addr(),
             local_addr,
             metrics.clone(),
+            rooms,
             stop_rx.clone(),
         )
         .await?;
@@ -429,6 +433,7 @@ pub async fn start_with_config(
         tracing_export,
         contacts,
         origin,
+        aerosol: aerosol_rooms,
     });
     let gossip_task = gossip.as_ref().map(|g| g.start(stop_rx.clone()));
     let mut server_stop = stop_rx;

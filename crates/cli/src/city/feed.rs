@@ -50,7 +50,8 @@ pub struct RoomRiskPoint {
     pub end_s: u64,
     /// Probability of infection for a susceptible person present in the window.
     pub probability: f64,
-    /// Whether the edge raised an alert for this window.
+    /// Whether this is an alert committed on the ledger for the window (the driver also
+    /// reports every window the edges close, without `alert`, as the city plays).
     pub alert: bool,
 }
 

@@ -619,6 +619,7 @@ async fn drive(
     let mut device_raw = 0u64;
     let mut confirmed_app: BTreeSet<PersonId> = BTreeSet::new();
     let metrics: Vec<_> = net.edges.iter().map(|e| e.metrics().clone()).collect();
+    let mut rooms = RoomPoller::new(net);
     while let Some(w) = work_rx.recv().await {
         let w = w?;
         counts.encounters += w.encounters;
@@ -649,6 +650,9 @@ async fn drive(
             counts.refused += refused;
         }
         sim_now.store(w.end_s, std::sync::atomic::Ordering::Relaxed);
+        // The rooms' windows the edges closed so far (those of this hour's readings come
+        // with the next poll once the workers have read them).
+        rooms.poll(observer.as_ref()).await;
         let (notices, delivered) = heard
             .lock()
             .map(|h| (h.notified.len() as u64, h.notified.len() as u64))
@@ -730,6 +734,8 @@ async fn drive(
             break;
         }
     }
+    // The last windows, closed by the edges' clocks once their rooms went quiet.
+    rooms.poll(observer.as_ref()).await;
     phases.insert("drain".into(), round2(mark.elapsed().as_secs_f64()));
     mark = Instant::now();
     let _ = stop_tx.send(true);
@@ -893,6 +899,61 @@ async fn sample_chain(client: &Client, chain: &Mutex<(u64, u64, u64)>) -> anyhow
         }
     }
     Ok(())
+}
+
+/// Follows each edge's `GET /v1/aerosol/rooms` as the city plays: the windows its rooms
+/// closed since the last poll, fed to the observer as they come (the edge's room names are
+/// the dashboard's `room-<id>` labels). The ledger's alerts come at the end of the run.
+struct RoomPoller {
+    clients: Vec<Client>,
+    /// Per edge: its rooms, and the end of each one's last window fed.
+    last: Vec<BTreeMap<String, Option<u64>>>,
+}
+
+impl RoomPoller {
+    fn new(net: &net::Net) -> Self {
+        RoomPoller {
+            clients: net.edges.iter().map(|e| Client::new(e.url())).collect(),
+            last: vec![BTreeMap::new(); net.edges.len()],
+        }
+    }
+
+    /// Feeds the windows closed since the last poll (`alert: false`; an edge that does not
+    /// answer is asked again next time).
+    async fn poll(&mut self, observer: &dyn CityObserver) {
+        for (client, last) in self.clients.iter().zip(self.last.iter_mut()) {
+            // Rooms advance independently: ask from the room furthest behind (everything
+            // kept while a room has no window yet) and leave out what each room had.
+            let since = last
+                .values()
+                .copied()
+                .collect::<Option<Vec<u64>>>()
+                .and_then(|ends| ends.into_iter().min());
+            let view = match client.aerosol_rooms(since).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::debug!(error = %e, "aerosol rooms not read");
+                    continue;
+                }
+            };
+            for room in view.rooms {
+                let seen = last.entry(room.room.clone()).or_default();
+                for w in &room.windows {
+                    if seen.is_some_and(|end| w.end_s <= end) {
+                        continue;
+                    }
+                    observer.room_risk(feed::RoomRiskPoint {
+                        room: room.room.clone(),
+                        start_s: w.start_s,
+                        end_s: w.end_s,
+                        probability: w.probability,
+                        alert: false,
+                    });
+                    *seen = Some(w.end_s);
+                }
+            }
+        }
+    }
 }
 
 /// Alerts committed on the ledger, mapped back to rooms by their venue ids of the day.

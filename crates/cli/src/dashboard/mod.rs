@@ -173,9 +173,9 @@ pub struct Heatmap {
     pub max_probability: f64,
     /// Rooms reported in all (the heatmap shows the riskiest).
     pub rooms_total: usize,
-    /// Windows reported in all.
+    /// Windows the edges reported (points without `alert`).
     pub windows_total: u64,
-    /// Windows with an alert in all.
+    /// Alerts reported (points with `alert`: windows already reported, or not, by an edge).
     pub alerts_total: u64,
 }
 
@@ -288,9 +288,11 @@ impl CityObserver for Dashboard {
 
     fn room_risk(&self, point: RoomRiskPoint) {
         let mut g = self.lock();
-        g.windows += 1;
+        // Edges report every window they close; an alert re-reports one from the ledger.
         if point.alert {
             g.alerts += 1;
+        } else {
+            g.windows += 1;
         }
         let first = *g
             .first_hour_s

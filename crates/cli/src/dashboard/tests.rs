@@ -94,7 +94,42 @@ fn heatmap_keeps_the_worst_window_of_each_hour_and_ranks_alerted_rooms_first() {
     assert_eq!(h.cells[2], vec![(0, 0.004, 0), (3, 0.002, 0)]);
     assert_eq!(h.cells[3], vec![(0, 0.0, 0)], "NaN is drawn as no risk");
     assert_eq!(h.max_probability, 0.02);
-    assert_eq!((h.rooms_total, h.windows_total, h.alerts_total), (4, 6, 1));
+    assert_eq!((h.rooms_total, h.windows_total, h.alerts_total), (4, 5, 1));
+}
+
+#[test]
+fn every_window_of_a_long_run_folds_into_its_hour_and_alerts_mark_their_cell() {
+    // What the demo feeds: every 15-minute window of each room as the edges close them
+    // (several polls, so rooms interleave), then the ledger's alerts at the end.
+    let d = Dashboard::new(RunInfo::default());
+    let t0 = 1_700_000_000 - 1_700_000_000 % 3_600;
+    let hours = 24 * 7u64;
+    for chunk in 0..hours {
+        for room in ["room-1", "room-2"] {
+            for q in 0..4 {
+                let start = t0 + chunk * 3_600 + q * 900;
+                let p = if room == "room-1" {
+                    (q + 1) as f64 * 1e-4
+                } else {
+                    1e-5
+                };
+                d.room_risk(risk(room, start, p, false));
+            }
+        }
+    }
+    d.room_risk(risk("room-2", t0 + 30 * 3_600 + 900, 2e-3, true));
+    let h = d.snapshot().rooms;
+    assert_eq!(h.columns, hours);
+    assert_eq!(h.rooms, vec!["room-2", "room-1"], "the alerted room first");
+    assert_eq!(h.cells[1].len(), hours as usize);
+    assert!(
+        h.cells[1].iter().all(|c| c.1 == 4e-4 && c.2 == 0),
+        "max per hour"
+    );
+    assert_eq!(h.cells[0][30], (30, 2e-3, 1));
+    assert!(h.cells[0].iter().filter(|c| c.2 == 1).count() == 1);
+    assert_eq!(h.windows_total, hours * 8);
+    assert_eq!(h.alerts_total, 1);
 }
 
 #[test]

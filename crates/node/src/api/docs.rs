@@ -43,6 +43,7 @@ use super::types::{
         super::tracing::export,
         super::contacts::chains,
         super::origin::origin,
+        super::aerosol::rooms,
         handlers::metrics,
         handlers::openapi,
     ),
@@ -76,6 +77,9 @@ use super::types::{
         crate::origin_service::ContactEvidenceView,
         crate::origin_service::RoomEvidenceView,
         crate::origin_service::TreeEdgeView,
+        crate::aerosol_worker::AerosolRoomsResponse,
+        crate::aerosol_worker::RoomRiskView,
+        crate::aerosol_worker::RoomWindowView,
     )),
     tags(
         (name = "transactions", description = "Submitting transactions and following them"),
@@ -86,6 +90,7 @@ use super::types::{
         (name = "tracing", description = "Exposure notices and GAEN key exports for devices"),
         (name = "contacts", description = "Contact chains among confirmed cases (cloud nodes)"),
         (name = "origin", description = "Outbreak-origin inference among confirmed cases (cloud nodes)"),
+        (name = "aerosol", description = "Aerosol risk of the edge's own rooms per window (edge nodes, local data)"),
     )
 )]
 pub struct ApiDoc;

@@ -5,6 +5,7 @@
 //! [`MAX_CONCURRENT_LEDGER_CALLS`] at a time. Every error is JSON `{"code","message"}`
 //! (see [`error`] for the codes and statuses); nothing a client sends makes a handler panic.
 
+pub mod aerosol;
 pub mod contacts;
 pub mod docs;
 pub mod edge;
@@ -70,6 +71,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/tracing/exports/{file}"),
     ("get", "/v1/contacts/chains"),
     ("get", "/v1/origin"),
+    ("get", "/v1/aerosol/rooms"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
 ];
@@ -102,6 +104,8 @@ pub struct ApiContext {
     pub contacts: Option<crate::contacts_service::ContactsHandle>,
     /// The origin service, on nodes with `[origin]`.
     pub origin: Option<crate::origin_service::OriginHandle>,
+    /// The rooms' last closed aerosol windows, on edge nodes with `[aerosol]`.
+    pub aerosol: Option<crate::aerosol_worker::AerosolRooms>,
 }
 
 /// The shared state of the handlers.
@@ -165,6 +169,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/v1/tracing/exports/{file}", get(tracing::export))
         .route("/v1/contacts/chains", get(contacts::chains))
         .route("/v1/origin", get(origin::origin))
+        .route("/v1/aerosol/rooms", get(aerosol::rooms))
         .route("/metrics", get(h::metrics))
         .route("/openapi.json", get(h::openapi))
         .fallback(h::no_route)

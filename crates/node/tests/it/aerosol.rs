@@ -4,6 +4,8 @@
 //! publishes exactly the alerts the pure engine computes on the same series: a
 //! `ventilation_failure` for the failing room's venue id, nothing for the clean room.
 //! Readings of a device in no room and out of time order are refused and counted.
+//! `GET /v1/aerosol/rooms` shows each room's closed windows with the probabilities the pure
+//! engine computes (filtered by `since_s`); a node without `[aerosol]` answers 404.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -23,7 +25,9 @@ use trustedge_node::mqtt::{DeviceClient, DeviceClientOptions, MqttConfig};
 use trustedge_node::{Client, NodeOptions, Role, save_key, start_node};
 use trustedge_types::{Address, Hash, Keypair};
 
-use crate::common::{WAIT, committed, genesis, keys, reach_height, register_device, write_home};
+use crate::common::{
+    WAIT, committed, genesis, get_raw, keys, reach_height, register_device, write_home,
+};
 
 fn secret(label: &str) -> [u8; 32] {
     Hash::sha256(label.as_bytes()).0
@@ -159,6 +163,14 @@ async fn a_failing_room_alerts_on_the_ledger_and_a_clean_room_does_not() {
     reach_height(&edge_client, height).await;
     let addr = edge.mqtt_addr().unwrap();
 
+    // Before any reading: both rooms, no window.
+    let empty = edge_client.aerosol_rooms(None).await.unwrap();
+    let names: Vec<&str> = empty.rooms.iter().map(|r| r.room.as_str()).collect();
+    assert_eq!(names, ["hall", "lab 2"]);
+    assert!(empty.rooms.iter().all(|r| r.windows.is_empty()));
+    assert_eq!(empty.rooms[0].volume_m3, 250.0);
+    assert_eq!(empty.rooms[0].ach, Some(3.0));
+
     // A day two days ago (a Monday of the simulation: a weekday, occupied).
     let now_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -266,6 +278,74 @@ async fn a_failing_room_alerts_on_the_ledger_and_a_clean_room_does_not() {
         .await
         .unwrap();
     assert_eq!(by_venue["alerts"], serde_json::json!([]));
+
+    // The edge's own view of its rooms: every closed window, as the pure engine decided it.
+    let deadline = Instant::now() + WAIT;
+    let rooms_view = loop {
+        let v = edge_client.aerosol_rooms(None).await.unwrap();
+        let done = v.rooms.iter().all(|r| {
+            r.windows.last().map(|w| w.end_s)
+                == engine.recent_decisions(&r.room).last().map(|d| d.end_s)
+        });
+        if done {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "windows not all closed: {v:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for r in &rooms_view.rooms {
+        let want = engine.recent_decisions(&r.room);
+        assert!(want.len() >= 90, "{} windows of {}", want.len(), r.room);
+        assert_eq!(r.windows.len(), want.len(), "{}", r.room);
+        for (got, d) in r.windows.iter().zip(want) {
+            assert_eq!((got.start_s, got.end_s), (d.start_s, d.end_s));
+            assert!(
+                (got.probability - d.probability).abs() < 1e-12,
+                "{got:?} {d:?}"
+            );
+            assert!((got.mean_occupancy - d.mean_occupancy).abs() < 1e-9);
+            assert_eq!(got.ventilation_failure, d.ventilation_failure);
+            assert_eq!(got.particle_spike, d.particle_spike);
+            assert_eq!(got.alerted, d.alert.is_some());
+        }
+    }
+    let lab_view = &rooms_view.rooms[1];
+    assert_eq!(lab_view.room, "lab 2");
+    assert!(
+        lab_view
+            .windows
+            .iter()
+            .any(|w| w.ventilation_failure && w.alerted)
+    );
+    assert!(lab_view.windows.iter().any(|w| w.probability > 0.0));
+    assert!(rooms_view.rooms[0].windows.iter().all(|w| !w.alerted));
+    // since_s: only the windows ending after it.
+    let since = lab_view.windows[40].end_s;
+    let later = edge_client.aerosol_rooms(Some(since)).await.unwrap();
+    assert_eq!(later.rooms.len(), 2);
+    assert_eq!(later.rooms[1].windows, lab_view.windows[41..]);
+    assert!(later.rooms[0].windows.iter().all(|w| w.end_s > since));
+    let last = lab_view.windows.last().unwrap().end_s;
+    let none = edge_client.aerosol_rooms(Some(last)).await.unwrap();
+    assert!(none.rooms.iter().all(|r| r.windows.is_empty()));
+    // Refusals: malformed and unknown parameters, and a node without [aerosol].
+    for path in [
+        "/v1/aerosol/rooms?since_s=soon",
+        "/v1/aerosol/rooms?since_s=-1",
+        "/v1/aerosol/rooms?room=hall",
+    ] {
+        let (status, raw) = get_raw(&edge.url(), path).await;
+        assert_eq!(
+            (status, raw["code"].as_str()),
+            (400, Some("invalid_query")),
+            "{path}: {raw}"
+        );
+    }
+    let (status, raw) = get_raw(&validator.url(), "/v1/aerosol/rooms").await;
+    assert_eq!(
+        (status, raw["code"].as_str()),
+        (404, Some("aerosol_disabled"))
+    );
 
     let n = (failing.len() + clean.len()) as u64;
     let deadline = Instant::now() + WAIT;
