@@ -381,7 +381,7 @@ pub fn spawn_subscriber(
     options.set_keep_alive(Duration::from_secs(30));
     options.set_max_packet_size(max_payload_bytes + 1024, max_payload_bytes + 1024);
     options.set_clean_session(true);
-    let (client, eventloop) = AsyncClient::new(options, 256);
+    let (client, eventloop) = low_latency_client(options, 256);
     let (tx, rx) = mpsc::channel::<(String, Vec<u8>)>(INGEST_QUEUE);
     let metrics = ingest_metrics(&ingest);
     let worker = tokio::spawn(ingest_worker(rx, client.clone(), ingest, clock));
@@ -390,6 +390,18 @@ pub fn spawn_subscriber(
         // The worker ends once the queue's sender is dropped and the queue drained.
         let _ = worker.await;
     })
+}
+
+/// An MQTT client whose socket sends at once (`TCP_NODELAY`). Every exchange here is a
+/// small request answered by a small acknowledgement; with Nagle's algorithm on, each one
+/// could wait for the peer's delayed ACK (40 ms on Linux) and a pipeline of publish →
+/// ingest → acknowledgement ran at a few hundred messages a second with the CPU idle.
+pub(crate) fn low_latency_client(options: MqttOptions, cap: usize) -> (AsyncClient, EventLoop) {
+    let (client, mut eventloop) = AsyncClient::new(options, cap);
+    let mut net = eventloop.network_options();
+    net.set_tcp_nodelay(true);
+    eventloop.set_network_options(net);
+    (client, eventloop)
 }
 
 fn ingest_metrics(ingest: &Ingest) -> Arc<crate::metrics::Metrics> {
@@ -539,7 +551,7 @@ impl DeviceClient {
         mqtt.set_keep_alive(Duration::from_secs(30));
         mqtt.set_clean_session(true);
         mqtt.set_max_packet_size(1024 * 1024, 1024 * 1024);
-        let (client, eventloop) = AsyncClient::new(mqtt, 64);
+        let (client, eventloop) = low_latency_client(mqtt, 64);
         let (ack_tx, acks) = mpsc::channel(64);
         let (notice_tx, notices) = mpsc::channel(options.notice_queue.max(1));
         let (ready_tx, mut ready) = watch::channel(false);

@@ -568,7 +568,7 @@ impl TracingWorker {
         );
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_session(true);
-        let (mqtt, mut eventloop) = AsyncClient::new(options, 1024);
+        let (mqtt, mut eventloop) = crate::mqtt::low_latency_client(options, 1024);
         let mut mqtt_stop = stop.clone();
         let poller = tokio::spawn(async move {
             loop {

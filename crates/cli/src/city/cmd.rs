@@ -107,6 +107,8 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", out.display()))?;
     }
     let f = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
+    // Rates: "-" when undefined (nothing predicted, or nothing to find).
+    let r = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.3}"));
     println!(
         "{} people ({} with the app), {} days, seed {}: wall {:.1} s",
         m.counts.people, m.counts.app_users, m.days, m.seed, m.wall_s
@@ -119,22 +121,28 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         m.close_contact.true_pair_days
     );
     println!(
-        "notifications: {} confirmed ({} relayed), precision {:.3} recall {:.3}, latency p50 {} s p95 {} s",
+        "notifications: {} confirmed ({} relayed), precision {} recall {}, latency p50 {} s p95 {} s",
         m.counts.confirmed,
         m.counts.confirmed_relayed,
-        m.notification.precision,
-        m.notification.recall,
+        r(m.notification.precision),
+        r(m.notification.recall),
         f(m.notification.latency_s.p50),
         f(m.notification.latency_s.p95)
     );
     println!(
-        "aerosol alerts: precision {:.3} recall {:.3} ({} truly elevated windows)",
-        m.aerosol_alerts.precision, m.aerosol_alerts.recall, m.aerosol_alerts.true_windows
+        "aerosol alerts: precision {} recall {} ({} truly elevated windows)",
+        r(m.aerosol_alerts.precision),
+        r(m.aerosol_alerts.recall),
+        m.aerosol_alerts.true_windows
     );
     match &m.origin {
         Some(o) => println!(
-            "origin: top-1 {:.3} top-3 {:.3} (earliest onset {:.3} / {:.3})",
-            o.top1, o.top3, o.baseline_top1, o.baseline_top3
+            "origin: top-1 {} top-3 {} (earliest onset {} / {}) over {} clusters",
+            r(o.top1),
+            r(o.top3),
+            r(o.baseline_top1),
+            r(o.baseline_top3),
+            o.clusters
         ),
         None => println!("origin: not served by the cloud (null)"),
     }

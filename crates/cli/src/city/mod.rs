@@ -130,11 +130,12 @@ pub struct Latency {
 /// Exposure notifications received by phones.
 #[derive(Clone, Debug, Serialize)]
 pub struct NotificationMetrics {
-    /// Of (phone, case) pairs notified, the fraction truly exposed.
-    pub precision: f64,
+    /// Of (phone, case) pairs notified, the fraction truly exposed (`null` when none was
+    /// notified).
+    pub precision: Option<f64>,
     /// Of true exposures (app users' close contacts of confirmed app-using cases), the
-    /// fraction notified.
-    pub recall: f64,
+    /// fraction notified (`null` when there was none).
+    pub recall: Option<f64>,
     /// Confirmation (relay request published) → first notice at the phone, wall-clock s.
     pub latency_s: Latency,
     /// True exposures.
@@ -146,10 +147,12 @@ pub struct NotificationMetrics {
 /// Aerosol alerts on the ledger against the truth's elevated-risk windows.
 #[derive(Clone, Debug, Serialize)]
 pub struct AerosolMetrics {
-    /// Of `elevated_risk` alerts, the fraction on a truly elevated window.
-    pub precision: f64,
-    /// Of truly elevated windows of sensor rooms, the fraction alerted.
-    pub recall: f64,
+    /// Of `elevated_risk` alerts, the fraction on a truly elevated window (`null` when
+    /// there was no such alert).
+    pub precision: Option<f64>,
+    /// Of truly elevated windows of sensor rooms, the fraction alerted (`null` when there
+    /// was none).
+    pub recall: Option<f64>,
     /// Threshold of "elevated" (the edge's alert rule).
     pub threshold: f64,
     /// Truth basis.
@@ -163,14 +166,15 @@ pub struct AerosolMetrics {
 /// Origin inference accuracy.
 #[derive(Clone, Debug, Serialize)]
 pub struct OriginMetrics {
-    /// Top-1 accuracy over clusters with a true origin.
-    pub top1: f64,
+    /// Top-1 accuracy over clusters with a true origin (`null` when no cluster was scored:
+    /// no confirmed app user relayed keys).
+    pub top1: Option<f64>,
     /// Top-3 accuracy.
-    pub top3: f64,
+    pub top3: Option<f64>,
     /// Earliest-onset baseline, top-1.
-    pub baseline_top1: f64,
+    pub baseline_top1: Option<f64>,
     /// Earliest-onset baseline, top-3.
-    pub baseline_top3: f64,
+    pub baseline_top3: Option<f64>,
     /// Clusters scored.
     pub clusters: u64,
 }
@@ -806,8 +810,8 @@ async fn drive(
         .collect();
     let npr = PrecisionRecall::of(&notified, &true_exp);
     let notification = NotificationMetrics {
-        precision: npr.precision,
-        recall: npr.recall,
+        precision: npr.precision_defined(),
+        recall: npr.recall_defined(),
         latency_s: Latency {
             p50: quantile(&lat, 0.5).map(round3),
             p95: quantile(&lat, 0.95).map(round3),
@@ -1017,8 +1021,8 @@ async fn aerosol_metrics(
         .elevated_windows(threshold, RiskBasis::Conditional);
     let pr = PrecisionRecall::of(&alerted, &truth);
     Ok(AerosolMetrics {
-        precision: pr.precision,
-        recall: pr.recall,
+        precision: pr.precision_defined(),
+        recall: pr.recall_defined(),
         threshold,
         basis: "conditional",
         alerts_by_kind: kinds,
@@ -1120,11 +1124,12 @@ async fn origin_metrics(
         ranked.push((r, vec![origin]));
         baseline.push((b, vec![origin]));
     }
+    let scored = !ranked.is_empty();
     Some(OriginMetrics {
-        top1: top_k_accuracy(&ranked, 1),
-        top3: top_k_accuracy(&ranked, 3),
-        baseline_top1: top_k_accuracy(&baseline, 1),
-        baseline_top3: top_k_accuracy(&baseline, 3),
+        top1: scored.then(|| top_k_accuracy(&ranked, 1)),
+        top3: scored.then(|| top_k_accuracy(&ranked, 3)),
+        baseline_top1: scored.then(|| top_k_accuracy(&baseline, 1)),
+        baseline_top3: scored.then(|| top_k_accuracy(&baseline, 3)),
         clusters: ranked.len() as u64,
     })
 }

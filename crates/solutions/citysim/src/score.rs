@@ -38,6 +38,16 @@ impl PrecisionRecall {
         }
     }
 
+    /// Precision, `None` when nothing was predicted (undefined, not perfect).
+    pub fn precision_defined(&self) -> Option<f64> {
+        (self.true_positives + self.false_positives > 0).then_some(self.precision)
+    }
+
+    /// Recall, `None` when there was nothing to find (undefined, not perfect).
+    pub fn recall_defined(&self) -> Option<f64> {
+        (self.true_positives + self.false_negatives > 0).then_some(self.recall)
+    }
+
     /// nDCF (NIST TC4TL, unit costs): `P_miss + P_false_alarm`, with `negatives` the
     /// number of true negatives + false positives (co-present pairs that are not close).
     pub fn ndcf(&self, negatives: u64) -> f64 {
