@@ -487,6 +487,10 @@ async fn ingest_worker(
     }
 }
 
+/// Most readings [`DeviceClient::publish_readings`] keeps awaiting acknowledgement at once
+/// (below the device loop's acknowledgement queue of 64, which drops what overflows).
+pub const PIPELINE_WINDOW: usize = 32;
+
 /// How a [`DeviceClient`] connects and retries.
 #[derive(Clone, Debug)]
 pub struct DeviceClientOptions {
@@ -585,6 +589,70 @@ impl DeviceClient {
         let bytes = reading.to_bytes();
         let kind = reading.kind.clone();
         self.publish_raw(&kind, bytes).await
+    }
+
+    /// Publishes `readings` in order with up to [`PIPELINE_WINDOW`] awaiting their
+    /// acknowledgements at once (one round trip per window instead of one per reading),
+    /// and returns each one's outcome in order. A reading left without an answer, or
+    /// refused with a reason worth retrying, is sent again alone as
+    /// [`DeviceClient::publish_reading`] does, with its backoff. Readings of one device
+    /// stay in order (one connection, one edge subscriber), so its sequence numbers still
+    /// rise.
+    pub async fn publish_readings(
+        &mut self,
+        readings: &[SignedReading],
+    ) -> Vec<Result<Ack, MqttError>> {
+        let mut out: Vec<Option<Result<Ack, MqttError>>> =
+            (0..readings.len()).map(|_| None).collect();
+        for (c, chunk) in readings.chunks(PIPELINE_WINDOW).enumerate() {
+            let base = c * PIPELINE_WINDOW;
+            // digest → indices waiting for it (a repeated reading has one digest)
+            let mut waiting: std::collections::HashMap<String, Vec<usize>> =
+                std::collections::HashMap::new();
+            for (i, r) in chunk.iter().enumerate() {
+                let bytes = r.to_bytes();
+                let digest = Ack::digest_of(&bytes);
+                let topic = topics::upload(&r.kind, &self.token);
+                match self
+                    .client
+                    .publish(topic, QoS::AtLeastOnce, false, bytes)
+                    .await
+                {
+                    Ok(()) => waiting.entry(digest).or_default().push(base + i),
+                    Err(e) => out[base + i] = Some(Err(MqttError::Client(e.to_string()))),
+                }
+            }
+            let deadline = tokio::time::Instant::now() + self.options.ack_timeout;
+            while !waiting.is_empty() {
+                match tokio::time::timeout_at(deadline, self.acks.recv()).await {
+                    Ok(Some(ack)) => {
+                        let Some(slots) = waiting.get_mut(&ack.digest) else {
+                            continue; // an ack of an earlier message
+                        };
+                        let Some(i) = (!slots.is_empty()).then(|| slots.remove(0)) else {
+                            continue;
+                        };
+                        if slots.is_empty() {
+                            waiting.remove(&ack.digest);
+                        }
+                        if ack.accepted || !ack.retry {
+                            out[i] = Some(Ok(ack));
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => break,
+                }
+            }
+        }
+        // What is still unanswered (or refused for now) goes again, one at a time.
+        let mut results = Vec::with_capacity(readings.len());
+        for (r, o) in readings.iter().zip(out) {
+            results.push(match o {
+                Some(x) => x,
+                None => self.publish_reading(r).await,
+            });
+        }
+        results
     }
 
     /// Publishes `message` on the upload topic of `kind` and waits for its acknowledgement,

@@ -290,8 +290,8 @@ async fn connection(
             job = jobs.recv() => {
                 let Some(job) = job else { break };
                 let (mut ok, mut refused) = (0u64, 0u64);
-                for r in &job.readings {
-                    match client.publish_reading(r).await {
+                for r in client.publish_readings(&job.readings).await {
+                    match r {
                         Ok(a) if a.accepted => ok += 1,
                         Ok(a) => {
                             refused += 1;
