@@ -302,6 +302,37 @@ async fn readings_are_stored_encrypted_indexed_anchored_and_refused_by_reason() 
         .unwrap();
     let a3 = client.publish_reading(&r3).await.unwrap();
     assert_eq!((a3.accepted, a3.record_id), (true, Some(3)));
+
+    // Pipelined: 70 readings (more than two windows) answered in order, one replayed
+    // reading in the middle refused without holding back the others, and a repeat of the
+    // window's last accepted reading acknowledged as that record.
+    let mut batch: Vec<SignedReading> = (0..40u64)
+        .map(|i| {
+            device
+                .sign_reading(100 + i, "encounters", payload(i as u8, &[1], "p"))
+                .unwrap()
+        })
+        .collect();
+    batch.push(r3.clone()); // seq 7 < 139: replayed
+    batch.extend((40..69u64).map(|i| {
+        device
+            .sign_reading(100 + i, "encounters", payload(i as u8, &[1], "p"))
+            .unwrap()
+    }));
+    batch.push(batch[69].clone()); // the last reading again: a duplicate
+    let acks = client.publish_readings(&batch).await;
+    assert_eq!(acks.len(), 71);
+    let acks: Vec<_> = acks.into_iter().map(Result::unwrap).collect();
+    for (i, a) in acks.iter().enumerate() {
+        match i {
+            40 => assert_eq!(a.reason, Some(RefusalReason::Replayed), "{a:?}"),
+            _ => assert!(a.accepted, "{i}: {a:?}"),
+        }
+    }
+    let ids: Vec<u64> = acks.iter().filter_map(|a| a.record_id).collect::<Vec<_>>();
+    // 69 new records after id 3, in order; the duplicate names the last one again.
+    let expected: Vec<u64> = (4..73).chain([72]).collect();
+    assert_eq!(ids, expected);
     client.disconnect().await;
     drop(store);
     edge.shutdown().await.unwrap();
