@@ -275,6 +275,7 @@ impl Player {
             end_s,
             ..HourWork::default()
         };
+        let mut confirmed = Vec::new();
         for e in &hour.events {
             work.raw_bytes += e.raw_bytes();
             match e {
@@ -327,8 +328,7 @@ impl Player {
                 Event::Confirmed { person, time_s } => match self.phone_of.get(person) {
                     Some(&i) => {
                         let onset = city.epi(*person).and_then(|e| e.observed_onset_s());
-                        let c = self.confirm(i, *time_s, onset)?;
-                        work.confirmations.push(c);
+                        confirmed.push((i, *time_s, onset));
                     }
                     None => work.confirmed_without_app.push(*person),
                 },
@@ -340,6 +340,14 @@ impl Player {
             end_s.saturating_sub(3600 + MAX_ROTATION_S),
             &mut work,
         )?;
+        // Diagnosis uploads are signed after the hour's encounter uploads: the driver
+        // publishes them after those, and an edge refuses a device's reading whose sequence
+        // number is not above the last one it stored (signed first, a confirmation was
+        // refused as replayed whenever the phone also uploaded encounters that hour).
+        for (i, time_s, onset) in confirmed {
+            let c = self.confirm(i, time_s, onset)?;
+            work.confirmations.push(c);
+        }
         Ok(work)
     }
 
