@@ -201,6 +201,19 @@ pub struct StoredRecord {
     pub reading: SignedReading,
 }
 
+/// One reading for [`EdgeStore::put_many`].
+#[derive(Debug)]
+pub struct PutItem<'a> {
+    /// The verified reading.
+    pub reading: &'a SignedReading,
+    /// When it was received, Unix ms.
+    pub now_ms: u64,
+    /// Its index keys.
+    pub keys: IndexKeys,
+    /// A fresh random nonce for its encryption.
+    pub nonce: [u8; NONCE_BYTES],
+}
+
 /// What [`EdgeStore::put`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PutOutcome {
@@ -396,82 +409,135 @@ impl EdgeStore {
         keys: IndexKeys,
         nonce: [u8; NONCE_BYTES],
     ) -> Result<PutOutcome, EdgeStoreError> {
+        let mut out = self.put_many(vec![PutItem {
+            reading,
+            now_ms,
+            keys,
+            nonce,
+        }])?;
+        out.pop().unwrap_or(Err(EdgeStoreError::Corrupt {
+            id: u64::MAX,
+            message: "put_many answered no outcome".into(),
+        }))
+    }
+
+    /// Stores verified readings in order in one durable transaction (group commit: one
+    /// disk sync for the lot), each as [`EdgeStore::put`] would. Each item gets its own
+    /// outcome: a refusal ([`EdgeStoreError::Replayed`], [`EdgeStoreError::IndexKeys`])
+    /// writes nothing of that item and does not stop the others; a later item sees the
+    /// earlier ones (a device's readings in one batch must rise). The outer error means
+    /// the transaction failed and nothing of the batch was stored.
+    pub fn put_many(
+        &self,
+        items: Vec<PutItem<'_>>,
+    ) -> Result<Vec<Result<PutOutcome, EdgeStoreError>>, EdgeStoreError> {
+        let txn = self.begin_write()?;
+        let mut out = Vec::with_capacity(items.len());
+        let mut wrote = false;
+        for item in items {
+            match self.put_in(&txn, item) {
+                Ok(p) => {
+                    wrote |= !p.duplicate;
+                    out.push(Ok(p));
+                }
+                Err(e @ (EdgeStoreError::Replayed { .. } | EdgeStoreError::IndexKeys(_))) => {
+                    out.push(Err(e));
+                }
+                // Anything else may have left part of the item written: abort it all.
+                Err(e) => return Err(e),
+            }
+        }
+        if wrote {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
+        Ok(out)
+    }
+
+    /// One item of [`EdgeStore::put_many`] inside `txn`. Refusals return before writing.
+    fn put_in(
+        &self,
+        txn: &WriteTransaction,
+        item: PutItem<'_>,
+    ) -> Result<PutOutcome, EdgeStoreError> {
+        let PutItem {
+            reading,
+            now_ms,
+            keys,
+            nonce,
+        } = item;
         keys.check()?;
         let bytes = reading.to_bytes();
         let digest = record_digest(&bytes);
         let body = codec::encode(&StoredBody {
             reading: reading.clone(),
         });
-        let txn = self.begin_write()?;
-        let outcome = {
-            let mut seqs = txn.open_table(SEQS)?;
-            let device = reading.device.0;
-            let last = seqs
-                .get(device.as_slice())?
-                .map(|g| parse_seq(g.value()))
-                .transpose()?;
-            if let Some(last) = last
-                && reading.seq <= last.seq
-            {
-                if reading.seq == last.seq && digest == last.digest {
-                    // A retry of the last reading, whose acknowledgement was lost.
-                    return Ok(PutOutcome {
-                        id: last.id,
-                        received_ms: 0,
-                        digest,
-                        duplicate: true,
-                    });
-                }
-                return Err(EdgeStoreError::Replayed {
-                    seq: reading.seq,
-                    last: last.seq,
+        let mut seqs = txn.open_table(SEQS)?;
+        let device = reading.device.0;
+        let last = seqs
+            .get(device.as_slice())?
+            .map(|g| parse_seq(g.value()))
+            .transpose()?;
+        if let Some(last) = last
+            && reading.seq <= last.seq
+        {
+            if reading.seq == last.seq && digest == last.digest {
+                // A retry of the last reading, whose acknowledgement was lost.
+                return Ok(PutOutcome {
+                    id: last.id,
+                    received_ms: 0,
+                    digest,
+                    duplicate: true,
                 });
             }
-            let mut counters = txn.open_table(COUNTERS)?;
-            let id = counters.get(NEXT_ID)?.map_or(0, |g| g.value());
-            seqs.insert(
-                device.as_slice(),
-                encode_seq(&LastSeq {
-                    seq: reading.seq,
-                    id,
-                    digest,
-                })
-                .as_slice(),
-            )?;
-            let last_ms = counters.get(LAST_RECEIVED_MS)?.map(|g| g.value());
-            let received_ms = match last_ms {
-                Some(l) => now_ms.max(l.saturating_add(1)),
-                None => now_ms,
-            };
-            counters.insert(NEXT_ID, id + 1)?;
-            counters.insert(LAST_RECEIVED_MS, received_ms)?;
-            let sealed = seal_record(&self.key, nonce, id, &keys.own, &body)?;
-            txn.open_table(RECORDS)?.insert(id, sealed.as_slice())?;
-            let mut index = txn.open_multimap_table(INDEX)?;
-            if !keys.own.is_empty() {
-                index.insert(index_key(IndexRole::Own, &keys.own).as_slice(), id)?;
-            }
-            for k in &keys.observed {
-                index.insert(index_key(IndexRole::Observed, k).as_slice(), id)?;
-            }
-            txn.open_table(BY_TIME)?.insert((received_ms, id), ())?;
-            let meta = RecordMeta {
-                received_ms,
-                digest,
-                kind: reading.kind.clone(),
-                keys,
-            };
-            txn.open_table(META)?
-                .insert(id, codec::encode(&meta).as_slice())?;
-            PutOutcome {
+            return Err(EdgeStoreError::Replayed {
+                seq: reading.seq,
+                last: last.seq,
+            });
+        }
+        let mut counters = txn.open_table(COUNTERS)?;
+        let id = counters.get(NEXT_ID)?.map_or(0, |g| g.value());
+        seqs.insert(
+            device.as_slice(),
+            encode_seq(&LastSeq {
+                seq: reading.seq,
                 id,
-                received_ms,
                 digest,
-                duplicate: false,
-            }
+            })
+            .as_slice(),
+        )?;
+        let last_ms = counters.get(LAST_RECEIVED_MS)?.map(|g| g.value());
+        let received_ms = match last_ms {
+            Some(l) => now_ms.max(l.saturating_add(1)),
+            None => now_ms,
         };
-        txn.commit()?;
-        Ok(outcome)
+        counters.insert(NEXT_ID, id + 1)?;
+        counters.insert(LAST_RECEIVED_MS, received_ms)?;
+        let sealed = seal_record(&self.key, nonce, id, &keys.own, &body)?;
+        txn.open_table(RECORDS)?.insert(id, sealed.as_slice())?;
+        let mut index = txn.open_multimap_table(INDEX)?;
+        if !keys.own.is_empty() {
+            index.insert(index_key(IndexRole::Own, &keys.own).as_slice(), id)?;
+        }
+        for k in &keys.observed {
+            index.insert(index_key(IndexRole::Observed, k).as_slice(), id)?;
+        }
+        txn.open_table(BY_TIME)?.insert((received_ms, id), ())?;
+        let meta = RecordMeta {
+            received_ms,
+            digest,
+            kind: reading.kind.clone(),
+            keys,
+        };
+        txn.open_table(META)?
+            .insert(id, codec::encode(&meta).as_slice())?;
+        Ok(PutOutcome {
+            id,
+            received_ms,
+            digest,
+            duplicate: false,
+        })
     }
 
     /// The last sequence number stored for the device with public key bytes `device`.
@@ -920,6 +986,73 @@ mod tests {
         );
         assert!(s.record_proof(1).unwrap().is_none(), "batch incomplete now");
         assert_eq!(s.stats().unwrap().records, 1);
+    }
+
+    #[test]
+    fn put_many_stores_a_batch_in_order_with_per_item_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let mut a = DeviceIdentity::new(Keypair::from_seed([1; 32]), 0);
+        let mut b = DeviceIdentity::new(Keypair::from_seed([2; 32]), 0);
+        let a0 = a.sign_reading(1, "encounters", b"a0".to_vec()).unwrap();
+        let a1 = a.sign_reading(2, "encounters", b"a1".to_vec()).unwrap();
+        let b0 = b.sign_reading(3, "encounters", b"b0".to_vec()).unwrap();
+        let own = |k: &[u8]| IndexKeys {
+            own: k.to_vec(),
+            observed: vec![b"heard".to_vec()],
+        };
+        let bad_keys = IndexKeys {
+            own: vec![0; 10_000],
+            observed: vec![],
+        };
+        let item = |r, k, n| PutItem {
+            reading: r,
+            now_ms: 5_000,
+            keys: k,
+            nonce: [n; 24],
+        };
+        let out = s
+            .put_many(vec![
+                item(&a0, own(b"a0"), 0),
+                item(&b0, bad_keys, 1), // refused: its index keys
+                item(&a1, own(b"a1"), 2),
+                item(&a0, own(b"a0"), 3), // below a1 now: replayed
+                item(&b0, own(b"b0"), 4),
+                item(&b0, own(b"b0"), 5), // the device's last again: a duplicate
+            ])
+            .unwrap();
+        assert_eq!(out.len(), 6);
+        let ids: Vec<_> = out
+            .iter()
+            .map(|o| o.as_ref().ok().map(|p| (p.id, p.duplicate)))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                Some((0, false)),
+                None,
+                Some((1, false)),
+                None,
+                Some((2, false)),
+                Some((2, true))
+            ]
+        );
+        assert!(matches!(out[1], Err(EdgeStoreError::IndexKeys(_))));
+        assert!(matches!(
+            out[3],
+            Err(EdgeStoreError::Replayed { seq: 0, last: 1 })
+        ));
+        // Committed together, in order, with strictly increasing receive times.
+        assert_eq!(s.get(1).unwrap().unwrap().reading, a1);
+        assert_eq!(s.range_by_time(5_000, 5_002, 10).unwrap(), [0, 1, 2]);
+        assert_eq!(
+            s.get_by_index(IndexRole::Observed, b"heard", 10).unwrap(),
+            [0, 1, 2]
+        );
+        // A batch of refusals only writes nothing.
+        let out = s.put_many(vec![item(&a0, own(b"a0"), 6)]).unwrap();
+        assert!(matches!(out[0], Err(EdgeStoreError::Replayed { .. })));
+        assert_eq!(s.stats().unwrap().records, 3);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use trustedge_chain::Ledger;
 use trustedge_device::{DeviceError, MAX_READING_BYTES, SignedReading};
 use trustedge_types::{Address, Hash, codec};
 
-use crate::edge_store::{EdgeStore, EdgeStoreError, IndexKeys};
+use crate::edge_store::{EdgeStore, EdgeStoreError, IndexKeys, PutItem};
 use crate::mqtt::topics;
 
 /// Why a message was refused. The JSON / label form is the snake_case name.
@@ -346,47 +346,122 @@ impl Ingest {
         now_ms: u64,
         nonce: [u8; 24],
     ) -> (Option<String>, Ack) {
-        let m = &self.metrics.edge;
-        m.received.inc();
-        let digest = Ack::digest_of(message);
-        let parsed = topics::parse_upload(topic);
-        let ack_topic = parsed.as_ref().ok().map(|(_, c)| topics::ack(c));
-        let ack = match parsed {
-            Err(reason) => Err((None, reason)),
-            Ok((kind, client)) => self.check_and_store(kind, client, message, now_ms, nonce),
-        };
-        let ack = match ack {
-            Ok((seq, id, duplicate)) => {
-                m.accepted.inc();
-                if duplicate {
-                    m.duplicates.inc();
-                }
-                Ack {
-                    digest,
-                    seq: Some(seq),
-                    accepted: true,
-                    reason: None,
-                    retry: false,
-                    record_id: Some(id),
-                }
-            }
-            Err((seq, reason)) => {
-                m.refuse(reason);
-                tracing::debug!(%reason, topic, size_bytes = message.len(), "refused an upload");
-                Ack::refused(digest, seq, reason)
-            }
-        };
-        (ack_topic, ack)
+        let mut out = self.handle_batch(vec![IngestMessage {
+            topic: topic.to_string(),
+            message: message.to_vec(),
+            now_ms,
+            nonce,
+        }]);
+        out.pop().unwrap_or_else(|| {
+            (
+                None,
+                Ack::refused(Ack::digest_of(message), None, RefusalReason::Unavailable),
+            )
+        })
     }
 
-    fn check_and_store(
+    /// Handles messages in arrival order as [`Ingest::handle`] does each, storing the
+    /// accepted ones in one durable transaction ([`EdgeStore::put_many`]: one disk sync
+    /// for the batch; every acknowledgement still means "on disk"). Returns one answer per
+    /// message, in order. Blocks on the disk: call it on a blocking thread.
+    pub fn handle_batch(&self, messages: Vec<IngestMessage>) -> Vec<(Option<String>, Ack)> {
+        let m = &self.metrics.edge;
+        // Per message: its ack topic, digest, and either a checked reading or a refusal.
+        let mut checked = Vec::with_capacity(messages.len());
+        for msg in &messages {
+            m.received.inc();
+            let digest = Ack::digest_of(&msg.message);
+            let parsed = topics::parse_upload(&msg.topic);
+            let ack_topic = parsed.as_ref().ok().map(|(_, c)| topics::ack(c));
+            let r = match parsed {
+                Err(reason) => Err((None, reason)),
+                Ok((kind, client)) => self.check(kind, client, &msg.message),
+            };
+            checked.push((ack_topic, digest, r));
+        }
+        let items: Vec<PutItem<'_>> = checked
+            .iter_mut()
+            .zip(&messages)
+            .filter_map(|((_, _, r), msg)| match r {
+                Ok((reading, keys)) => Some(PutItem {
+                    reading,
+                    now_ms: msg.now_ms,
+                    keys: std::mem::take(keys),
+                    nonce: msg.nonce,
+                }),
+                Err(_) => None,
+            })
+            .collect();
+        let stored = match self.store.put_many(items) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::error!(error = %e, "edge store write failed");
+                None
+            }
+        };
+        let mut stored = stored.map(Vec::into_iter);
+        let mut out = Vec::with_capacity(checked.len());
+        for (ack_topic, digest, r) in checked {
+            let result = match r {
+                Err(refusal) => Err(refusal),
+                Ok((reading, _)) => {
+                    let seq = Some(reading.seq);
+                    match stored.as_mut().and_then(Iterator::next) {
+                        Some(Ok(p)) => {
+                            if !p.duplicate {
+                                m.store_records.inc();
+                            }
+                            Ok((reading.seq, p.id, p.duplicate))
+                        }
+                        Some(Err(EdgeStoreError::Replayed { .. })) => {
+                            Err((seq, RefusalReason::Replayed))
+                        }
+                        Some(Err(EdgeStoreError::IndexKeys(_))) => {
+                            Err((seq, RefusalReason::BadPayload))
+                        }
+                        Some(Err(e)) => {
+                            tracing::error!(error = %e, "edge store write failed");
+                            Err((seq, RefusalReason::Unavailable))
+                        }
+                        // The batch's transaction failed: nothing of it was stored.
+                        None => Err((seq, RefusalReason::Unavailable)),
+                    }
+                }
+            };
+            let ack = match result {
+                Ok((seq, id, duplicate)) => {
+                    m.accepted.inc();
+                    if duplicate {
+                        m.duplicates.inc();
+                    }
+                    Ack {
+                        digest,
+                        seq: Some(seq),
+                        accepted: true,
+                        reason: None,
+                        retry: false,
+                        record_id: Some(id),
+                    }
+                }
+                Err((seq, reason)) => {
+                    m.refuse(reason);
+                    tracing::debug!(%reason, "refused an upload");
+                    Ack::refused(digest, seq, reason)
+                }
+            };
+            out.push((ack_topic, ack));
+        }
+        out
+    }
+
+    /// Checks one upload of `kind` from `client` up to storage: size, decoding, signature,
+    /// kind, the device's standing on the ledger, index keys.
+    fn check(
         &self,
         kind: &str,
         client: &str,
         message: &[u8],
-        now_ms: u64,
-        nonce: [u8; 24],
-    ) -> Result<(u64, u64, bool), (Option<u64>, RefusalReason)> {
+    ) -> Result<(SignedReading, IndexKeys), (Option<u64>, RefusalReason)> {
         if message.len() > MAX_READING_BYTES {
             return Err((None, RefusalReason::TooLarge));
         }
@@ -416,19 +491,19 @@ impl Ingest {
             .indexer
             .index_keys(client, &reading)
             .map_err(|_| (seq, RefusalReason::BadPayload))?;
-        match self.store.put(&reading, now_ms, keys, nonce) {
-            Ok(p) => {
-                if !p.duplicate {
-                    self.metrics.edge.store_records.inc();
-                }
-                Ok((reading.seq, p.id, p.duplicate))
-            }
-            Err(EdgeStoreError::Replayed { .. }) => Err((seq, RefusalReason::Replayed)),
-            Err(EdgeStoreError::IndexKeys(_)) => Err((seq, RefusalReason::BadPayload)),
-            Err(e) => {
-                tracing::error!(error = %e, "edge store write failed");
-                Err((seq, RefusalReason::Unavailable))
-            }
-        }
+        Ok((reading, keys))
     }
+}
+
+/// One message for [`Ingest::handle_batch`].
+#[derive(Clone, Debug)]
+pub struct IngestMessage {
+    /// The topic it was published on.
+    pub topic: String,
+    /// Its payload.
+    pub message: Vec<u8>,
+    /// When it was received, Unix ms.
+    pub now_ms: u64,
+    /// A fresh random nonce for its encryption.
+    pub nonce: [u8; 24],
 }

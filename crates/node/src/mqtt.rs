@@ -381,7 +381,8 @@ pub fn spawn_subscriber(
     options.set_keep_alive(Duration::from_secs(30));
     options.set_max_packet_size(max_payload_bytes + 1024, max_payload_bytes + 1024);
     options.set_clean_session(true);
-    let (client, eventloop) = low_latency_client(options, 256);
+    // Room for several batches' acknowledgements (INGEST_BATCH each) in the request queue.
+    let (client, eventloop) = low_latency_client(options, 4 * INGEST_BATCH);
     let (tx, rx) = mpsc::channel::<(String, Vec<u8>)>(INGEST_QUEUE);
     let metrics = ingest_metrics(&ingest);
     let worker = tokio::spawn(ingest_worker(rx, client.clone(), ingest, clock));
@@ -457,35 +458,56 @@ async fn ingest_worker(
     clock: Arc<dyn crate::Clock>,
 ) {
     use rand_core::RngCore;
-    while let Some((topic, message)) = rx.recv().await {
-        let ingest2 = ingest.clone();
+    while let Some(first) = rx.recv().await {
+        // What else is already queued goes with it: one transaction for the lot.
+        let mut queued = vec![first];
+        while queued.len() < INGEST_BATCH {
+            match rx.try_recv() {
+                Ok(m) => queued.push(m),
+                Err(_) => break,
+            }
+        }
         let now_ms = clock.now_ms();
-        let mut nonce = [0; 24];
-        rand_core::OsRng.fill_bytes(&mut nonce);
-        let r =
-            tokio::task::spawn_blocking(move || ingest2.handle(&topic, &message, now_ms, nonce))
-                .await;
-        let (ack_topic, ack) = match r {
+        let batch: Vec<crate::ingest::IngestMessage> = queued
+            .into_iter()
+            .map(|(topic, message)| {
+                let mut nonce = [0; 24];
+                rand_core::OsRng.fill_bytes(&mut nonce);
+                crate::ingest::IngestMessage {
+                    topic,
+                    message,
+                    now_ms,
+                    nonce,
+                }
+            })
+            .collect();
+        let ingest2 = ingest.clone();
+        let answers = match tokio::task::spawn_blocking(move || ingest2.handle_batch(batch)).await {
             Ok(x) => x,
             Err(e) => {
                 tracing::error!(error = %e, "ingest task failed");
                 continue;
             }
         };
-        let Some(ack_topic) = ack_topic else { continue };
-        let Ok(body) = serde_json::to_vec(&ack) else {
-            continue;
-        };
-        // The event loop drains the request queue; a full one means the broker is gone or
-        // stuck, and the device retries without an ack.
-        if client
-            .try_publish(ack_topic, QoS::AtLeastOnce, false, body)
-            .is_err()
-        {
-            ingest.metrics().edge.acks_dropped.inc();
+        for (ack_topic, ack) in answers {
+            let Some(ack_topic) = ack_topic else { continue };
+            let Ok(body) = serde_json::to_vec(&ack) else {
+                continue;
+            };
+            // The event loop drains the request queue; a full one means the broker is gone
+            // or stuck, and the device retries without an ack.
+            if client
+                .try_publish(ack_topic, QoS::AtLeastOnce, false, body)
+                .is_err()
+            {
+                ingest.metrics().edge.acks_dropped.inc();
+            }
         }
     }
 }
+
+/// Most queued uploads the edge stores in one transaction.
+pub const INGEST_BATCH: usize = 128;
 
 /// Most readings [`DeviceClient::publish_readings`] keeps awaiting acknowledgement at once
 /// (below the device loop's acknowledgement queue of 64, which drops what overflows).
