@@ -367,16 +367,33 @@ impl Ingest {
     pub fn handle_batch(&self, messages: Vec<IngestMessage>) -> Vec<(Option<String>, Ack)> {
         let m = &self.metrics.edge;
         // Per message: its ack topic, digest, and either a checked reading or a refusal.
-        let mut checked = Vec::with_capacity(messages.len());
+        let mut decoded = Vec::with_capacity(messages.len());
         for msg in &messages {
             m.received.inc();
             let digest = Ack::digest_of(&msg.message);
             let parsed = topics::parse_upload(&msg.topic);
             let ack_topic = parsed.as_ref().ok().map(|(_, c)| topics::ack(c));
-            let r = match parsed {
-                Err(reason) => Err((None, reason)),
-                Ok((kind, client)) => self.check(kind, client, &msg.message),
-            };
+            let r = parsed.and_then(|(kind, client)| {
+                decode_upload(&msg.message)
+                    .map(|reading| (kind, client, reading))
+                    .map_err(|e| e.1)
+            });
+            decoded.push((ack_topic, digest, r.map_err(|reason| (None, reason))));
+        }
+        // Every signature of the batch in one ed25519 batch verification.
+        let readings: Vec<&SignedReading> = decoded
+            .iter()
+            .filter_map(|(_, _, r)| r.as_ref().ok().map(|(_, _, reading)| reading))
+            .collect();
+        let mut verified = trustedge_device::verify_readings(&readings).into_iter();
+        let mut checked = Vec::with_capacity(messages.len());
+        for (ack_topic, digest, r) in decoded {
+            let r = r.and_then(|(kind, client, reading)| {
+                let v = verified.next().unwrap_or(Err(DeviceError::Types(
+                    trustedge_types::TypesError::BadSignature,
+                )));
+                self.check(kind, client, reading, v)
+            });
             checked.push((ack_topic, digest, r));
         }
         let items: Vec<PutItem<'_>> = checked
@@ -454,21 +471,18 @@ impl Ingest {
         out
     }
 
-    /// Checks one upload of `kind` from `client` up to storage: size, decoding, signature,
-    /// kind, the device's standing on the ledger, index keys.
+    /// Checks a decoded upload of `kind` from `client` up to storage, given the outcome of
+    /// its signature check `verified`: signature, kind, the device's standing on the
+    /// ledger, index keys.
     fn check(
         &self,
         kind: &str,
         client: &str,
-        message: &[u8],
+        reading: SignedReading,
+        verified: Result<(), DeviceError>,
     ) -> Result<(SignedReading, IndexKeys), (Option<u64>, RefusalReason)> {
-        if message.len() > MAX_READING_BYTES {
-            return Err((None, RefusalReason::TooLarge));
-        }
-        let reading: SignedReading = codec::decode(message, MAX_READING_BYTES)
-            .map_err(|_| (None, RefusalReason::Malformed))?;
         let seq = Some(reading.seq);
-        match reading.verify() {
+        match verified {
             Ok(()) => {}
             Err(DeviceError::Types(_)) => return Err((seq, RefusalReason::BadSignature)),
             Err(_) => return Err((seq, RefusalReason::InvalidFields)),
@@ -493,6 +507,14 @@ impl Ingest {
             .map_err(|_| (seq, RefusalReason::BadPayload))?;
         Ok((reading, keys))
     }
+}
+
+/// Decodes an upload's bytes: size, then the reading's canonical encoding.
+fn decode_upload(message: &[u8]) -> Result<SignedReading, (Option<u64>, RefusalReason)> {
+    if message.len() > MAX_READING_BYTES {
+        return Err((None, RefusalReason::TooLarge));
+    }
+    codec::decode(message, MAX_READING_BYTES).map_err(|_| (None, RefusalReason::Malformed))
 }
 
 /// One message for [`Ingest::handle_batch`].

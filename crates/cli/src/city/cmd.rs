@@ -96,7 +96,12 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         app_adoption: args.app_adoption,
         ..CityRunOptions::default()
     };
-    let result = super::run(&opts, Arc::new(NoObserver)).await;
+    // Ctrl-C or SIGTERM stops the run; a temporary network is removed either way (it can
+    // hold gigabytes in /dev/shm, which is memory).
+    let result = tokio::select! {
+        r = super::run(&opts, Arc::new(NoObserver)) => r,
+        () = crate::shutdown_signal() => Err(anyhow::anyhow!("interrupted; no metrics written")),
+    };
     if temporary {
         let _ = std::fs::remove_dir_all(&home);
     }

@@ -43,6 +43,7 @@ use trustedge_citysim::{City, CityConfig, PersonId, RiskBasis, RoomId};
 use trustedge_node::Client;
 use trustedge_node::mqtt::{DeviceClient, DeviceClientOptions, Notice};
 use trustedge_node::tracing_worker::{parse_notice, parse_relay_outcome};
+use trustedge_tracing::broadcast::MAX_ROTATION_S;
 use trustedge_types::Hash;
 
 use feed::{ChainPoint, ContactPoint};
@@ -594,9 +595,16 @@ async fn drive(
     let (work_tx, mut work_rx) = mpsc::channel::<anyhow::Result<HourWork>>(2);
     let scorer_config = net.tracing.clone();
     let scorer = tokio::task::spawn_blocking(move || scorer_config.scorer());
+    // The city thread plays the hours and, as each day's uploads are complete, judges that
+    // day's close contacts (evaluation only), so it holds about a day of uploads.
     let producer = {
         let city = city.clone();
+        let rt = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || -> anyhow::Result<Player> {
+            let scorer = rt
+                .block_on(scorer)
+                .context("training the distance model")?
+                .map_err(|e| anyhow::anyhow!("distance model: {e}"))?;
             let mut end = start_s;
             for h in city.hours() {
                 let h = h?;
@@ -606,9 +614,13 @@ async fn drive(
                 if work_tx.blocking_send(w).is_err() || failed {
                     return Ok(player);
                 }
+                player.evaluate_complete_days(end, start_s, &scorer)?;
             }
             let w = player.flush(end);
             let _ = work_tx.blocking_send(w);
+            // Every encounter is uploaded now: judge the days left (the last one ends at
+            // `end`).
+            player.evaluate_complete_days(end + MAX_ROTATION_S, start_s, &scorer)?;
             Ok(player)
         })
     };
@@ -701,7 +713,7 @@ async fn drive(
         }
     }
     bar.finish_and_clear();
-    let mut player = producer.await.context("the city thread")??;
+    let player = producer.await.context("the city thread")??;
     phases.insert("hours".into(), round2(mark.elapsed().as_secs_f64()));
     tracing::info!(
         secs = mark.elapsed().as_secs_f64(),
@@ -756,20 +768,9 @@ async fn drive(
     // Evaluation.
     tracing::info!("evaluating");
     let truth = city.truth();
-    let scorer = scorer
-        .await
-        .context("training the distance model")?
-        .map_err(|e| anyhow::anyhow!("distance model: {e}"))?;
-    let end_s = start_s + u64::from(city.config().days) * DAY_S;
-    let (decided, player) = tokio::task::spawn_blocking(move || {
-        let d = player.evaluate_close_contacts(end_s, start_s, &scorer);
-        (d, player)
-    })
-    .await
-    .context("close-contact evaluation")?;
-    let decided = decided?;
+    let decided = player.decided_close_contacts();
     let true_cc = truth.app_close_contacts();
-    let pr = PrecisionRecall::of(&decided, &true_cc);
+    let pr = PrecisionRecall::of(decided, &true_cc);
     for fp in decided.difference(&true_cc).take(10) {
         let same_pair: Vec<_> = truth
             .close_contacts
@@ -785,7 +786,7 @@ async fn drive(
         ndcf: pr.ndcf(truth.close_contact_negatives()),
         true_pair_days: true_cc.len() as u64,
         decided_pair_days: decided.len() as u64,
-        method: "pure ExposureEngine with the edges' settings over every upload sent, every app user's keys (evaluation only)",
+        method: "pure ExposureEngine with the edges' settings over every upload sent, every app user's key of each day, judged day by day (evaluation only)",
     };
 
     let (notified, mut lat) = {

@@ -14,7 +14,7 @@
 //! minutes, so those are complete), grouped by the phone's own RPI
 //! ([`uploads_by_own_rpi`]: no upload links two of its RPIs), each signed by the phone's
 //! own key. The same uploads also feed an evaluation-only [`ExposureEngine`] (see
-//! [`Player::evaluate_close_contacts`]).
+//! [`Player::evaluate_complete_days`]).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -147,6 +147,10 @@ pub struct Player {
     /// its block time, which is real time.
     issue_now_s: u64,
     eval: ExposureEngine,
+    /// The next day (since the epoch) the evaluation judges.
+    next_eval_day: Option<u64>,
+    /// Pair-days judged close so far (evaluation only).
+    decided: BTreeSet<(u32, PersonId, PersonId)>,
     cert_seq: u64,
 }
 
@@ -224,6 +228,8 @@ impl Player {
                 max_encounters: usize::MAX / 2,
                 ..EngineConfig::default()
             })?,
+            next_eval_day: None,
+            decided: BTreeSet::new(),
             cert_seq: 0,
         })
     }
@@ -486,29 +492,71 @@ impl Player {
         Ok(k.checked_sub(1).and_then(|k| r.get(k)).map(|x| x.1))
     }
 
-    /// Evaluation only (never part of the system): every app user's keys at `end_s`
-    /// processed by a pure [`ExposureEngine`] with the edges' settings over every upload
-    /// the phones sent, so that the close-contact decision is judged on ALL app-user
-    /// pair-days, not only confirmed cases' contacts. Returns the pair-days `(day index, a,
-    /// b)` (a < b) decided close.
-    pub fn evaluate_close_contacts(
+    /// Evaluation only (never part of the system): judges every app-user pair-day, not only
+    /// confirmed cases' contacts. Each UTC day whose encounters have all been uploaded by
+    /// `now_s` (hours end at `now_s`; an encounter first heard before midnight is complete
+    /// and uploaded once `now_s − MAX_ROTATION_S` reaches that midnight) and not judged yet
+    /// is judged by a pure [`ExposureEngine`] with the edges' settings: every app user's key
+    /// of that day against the uploads the phones sent, adding the pair-days `(day index,
+    /// a, b)` (a < b) decided close to those kept; then the uploads whose encounters all
+    /// ended before the next midnight are dropped, so the engine holds about a day of
+    /// uploads whatever the length of the run. Days from `start_s` on only; `now_s` is the
+    /// end of the last hour played (after [`Player::flush`], that end plus
+    /// `MAX_ROTATION_S`), so the days judged are days the city played.
+    pub fn evaluate_complete_days(
         &mut self,
-        end_s: u64,
+        now_s: u64,
         start_s: u64,
         scorer: &DistanceScorer,
-    ) -> anyhow::Result<BTreeSet<(u32, PersonId, PersonId)>> {
-        let mut out = BTreeSet::new();
-        let start_day = (start_s / DAY_S) as u32;
+    ) -> anyhow::Result<()> {
+        let start_day = start_s / DAY_S;
+        let complete_before = now_s.saturating_sub(MAX_ROTATION_S) / DAY_S;
+        let mut day = self.next_eval_day.unwrap_or(start_day).max(start_day);
+        while day < complete_before {
+            self.evaluate_day(day, start_day, scorer)?;
+            day += 1;
+            self.eval.prune_before(day * DAY_S);
+        }
+        self.next_eval_day = Some(day);
+        Ok(())
+    }
+
+    /// Judges `day` (days since the epoch) for every phone; see
+    /// [`Player::evaluate_complete_days`].
+    fn evaluate_day(
+        &mut self,
+        day: u64,
+        start_day: u64,
+        scorer: &DistanceScorer,
+    ) -> anyhow::Result<()> {
+        let day_start_s = day * DAY_S;
+        let Ok(day_u32) = u32::try_from(day) else {
+            anyhow::bail!("day {day} is out of range");
+        };
         for i in 0..self.phones.len() {
-            self.advance(i, end_s)?;
+            self.advance(i, day_start_s + DAY_S - 1)?;
             let p = &self.phones[i];
-            let keys = p
+            let keys: Vec<_> = p
                 .broadcaster
-                .diagnosis_keys(end_s, ReportType::ConfirmedTest, None)?;
+                .diagnosis_keys(day_start_s + DAY_S - 1, ReportType::ConfirmedTest, None)?
+                .into_iter()
+                .filter(|k| {
+                    u64::from(k.rolling_start_interval_number)
+                        * trustedge_tracing::INTERVAL_LENGTH_S
+                        == day_start_s
+                })
+                .collect();
+            if keys.is_empty() {
+                continue;
+            }
             let case = p.person;
             let id = keys_digest(&keys);
             let outcome = self.eval.process(id, &keys, scorer, [0; 32]);
-            for d in outcome.decisions.iter().filter(|d| d.close_contact) {
+            for d in outcome
+                .decisions
+                .iter()
+                .filter(|d| d.close_contact && d.day == day_u32)
+            {
                 let other = PersonId(u32::from_be_bytes([
                     d.device.0[0],
                     d.device.0[1],
@@ -523,12 +571,15 @@ impl Player {
                 } else {
                     (other, case)
                 };
-                out.insert((d.day.saturating_sub(start_day), a, b));
+                self.decided.insert(((day - start_day) as u32, a, b));
             }
-            // Forget this diagnosis' state: the engine keeps keys per source upload.
-            self.eval.prune_before(0);
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// The pair-days judged close so far by [`Player::evaluate_complete_days`].
+    pub fn decided_close_contacts(&self) -> &BTreeSet<(u32, PersonId, PersonId)> {
+        &self.decided
     }
 }
 

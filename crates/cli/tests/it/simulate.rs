@@ -123,3 +123,54 @@ fn small_city_through_the_real_stack() {
     // The network is gone with the run only when it was temporary: this home stays.
     assert!(home.join("genesis.json").is_file());
 }
+
+/// SIGTERM stops a simulation and removes its temporary network (it lives in /dev/shm when
+/// that exists, which is memory).
+#[cfg(unix)]
+#[test]
+fn a_terminated_simulation_removes_its_temporary_network() {
+    use std::process::{Command, Stdio};
+    let child = Command::new(BIN)
+        .args([
+            "simulate",
+            "--seed",
+            "11",
+            "--population",
+            "200",
+            "--days",
+            "14",
+            "--quiet",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Killed on drop if an assertion fails first.
+    let mut guard = Guard(Some(child));
+    let scratch = if std::path::Path::new("/dev/shm").is_dir() {
+        std::path::PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let home = scratch.join(format!("trustedge-simulate-{pid}-11"));
+    // The network is up once its genesis is written.
+    eventually(Duration::from_secs(120), "the temporary network", || {
+        home.join("genesis.json").is_file().then_some(())
+    });
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let child = guard.0.as_mut().unwrap();
+    let exited = eventually(Duration::from_secs(60), "the simulation to exit", || {
+        child.try_wait().unwrap()
+    });
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!exited.success(), "a stopped run must not report success");
+    assert!(err.contains("interrupted"), "stderr: {err}");
+    assert!(!home.exists(), "{} was left behind", home.display());
+}

@@ -304,8 +304,9 @@ async fn readings_are_stored_encrypted_indexed_anchored_and_refused_by_reason() 
     assert_eq!((a3.accepted, a3.record_id), (true, Some(3)));
 
     // Pipelined: 70 readings (more than two windows) answered in order, one replayed
-    // reading in the middle refused without holding back the others, and a repeat of the
-    // window's last accepted reading acknowledged as that record.
+    // reading and one with a broken signature in the middle refused without holding back
+    // the others (the edge verifies a drained batch's signatures together), and a repeat
+    // of the window's last accepted reading acknowledged as that record.
     let mut batch: Vec<SignedReading> = (0..40u64)
         .map(|i| {
             device
@@ -313,6 +314,7 @@ async fn readings_are_stored_encrypted_indexed_anchored_and_refused_by_reason() 
                 .unwrap()
         })
         .collect();
+    batch[20].payload[3] ^= 1; // its signature no longer verifies
     batch.push(r3.clone()); // seq 7 < 139: replayed
     batch.extend((40..69u64).map(|i| {
         device
@@ -325,13 +327,14 @@ async fn readings_are_stored_encrypted_indexed_anchored_and_refused_by_reason() 
     let acks: Vec<_> = acks.into_iter().map(Result::unwrap).collect();
     for (i, a) in acks.iter().enumerate() {
         match i {
+            20 => assert_eq!(a.reason, Some(RefusalReason::BadSignature), "{a:?}"),
             40 => assert_eq!(a.reason, Some(RefusalReason::Replayed), "{a:?}"),
             _ => assert!(a.accepted, "{i}: {a:?}"),
         }
     }
     let ids: Vec<u64> = acks.iter().filter_map(|a| a.record_id).collect::<Vec<_>>();
-    // 69 new records after id 3, in order; the duplicate names the last one again.
-    let expected: Vec<u64> = (4..73).chain([72]).collect();
+    // 68 new records after id 3, in order; the duplicate names the last one again.
+    let expected: Vec<u64> = (4..72).chain([71]).collect();
     assert_eq!(ids, expected);
     client.disconnect().await;
     drop(store);
