@@ -361,13 +361,20 @@ fn decode<T: BorshDeserialize>(id: u64, bytes: &[u8]) -> Result<T, EdgeStoreErro
     })
 }
 
+/// redb page cache of an edge store. Bounded as the ledger store's is: redb's default of
+/// 1 GiB per store would hold most of a busy edge's recent readings in memory a second time
+/// (and twice over when two edges share a process, as in `trustedge simulate`).
+pub const CACHE_SIZE_BYTES: usize = 256 * 1024 * 1024;
+
 impl EdgeStore {
     /// Opens (creating if needed) the store at `path`, encrypting under `key`.
     pub fn open(path: &Path, key: DataKey) -> Result<EdgeStore, EdgeStoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| EdgeStoreError::Database(e.into()))?;
         }
-        let db = Database::create(path)?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_SIZE_BYTES)
+            .create(path)?;
         let store = EdgeStore {
             db,
             key,
