@@ -149,15 +149,18 @@ fn a_terminated_simulation_removes_its_temporary_network() {
     let pid = child.id();
     // Killed on drop if an assertion fails first.
     let mut guard = Guard(Some(child));
-    let scratch = if std::path::Path::new("/dev/shm").is_dir() {
-        std::path::PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let home = scratch.join(format!("trustedge-simulate-{pid}-11"));
+    // In /dev/shm when memory allows, else in the temporary directory.
+    let name = format!("trustedge-simulate-{pid}-11");
+    let candidates = [
+        std::path::PathBuf::from("/dev/shm").join(&name),
+        std::env::temp_dir().join(&name),
+    ];
     // The network is up once its genesis is written.
-    eventually(Duration::from_secs(120), "the temporary network", || {
-        home.join("genesis.json").is_file().then_some(())
+    let home = eventually(Duration::from_secs(120), "the temporary network", || {
+        candidates
+            .iter()
+            .find(|h| h.join("genesis.json").is_file())
+            .cloned()
     });
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
