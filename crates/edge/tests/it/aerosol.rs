@@ -376,10 +376,7 @@ fn a_badly_ventilated_occupied_room_crosses_the_threshold_after_some_windows() {
         assert_eq!(a.kind, AlertKind::ElevatedRisk);
         assert_eq!((a.start_s, a.end_s), (d.start_s, d.end_s));
         assert_eq!(Some(*a), d.alert);
-        assert_eq!(
-            a.risk_ppm,
-            trustedge_edge::aerosol::risk_ppm(d.probability)
-        );
+        assert_eq!(a.risk_ppm, trustedge_edge::aerosol::risk_ppm(d.probability));
     }
 }
 
@@ -436,10 +433,17 @@ fn carried_quanta_survive_a_quiet_gap_only_by_decay() {
     let hour = run(3600);
     let long = run(2 * DAY_S);
     assert!((no_gap - expected(0.0)).abs() < 1e-12);
-    assert!((hour - expected(1.0)).abs() < 1e-12, "{hour} vs {}", expected(1.0));
+    assert!(
+        (hour - expected(1.0)).abs() < 1e-12,
+        "{hour} vs {}",
+        expected(1.0)
+    );
     // decayed but not forgotten after an hour; clean air after more than a day
     let clean = expected(1e6);
-    assert!(no_gap > hour && hour > clean * 1.5, "{no_gap} {hour} {clean}");
+    assert!(
+        no_gap > hour && hour > clean * 1.5,
+        "{no_gap} {hour} {clean}"
+    );
     assert!((long - clean).abs() < 1e-12, "{long} vs {clean}");
 }
 
