@@ -20,9 +20,21 @@
 //!    in it, or a failure was already active and the window's mean standardized CO₂ residual
 //!    (reading − the detector's occupancy-expected prediction at nominal ACH) is still at
 //!    least [`AerosolEdgeConfig::failure_clear_z`]; otherwise an active failure clears.
-//! 2. **Risk.** [`estimate_windows`] scores the window with the room's nominal ACH, or —
-//!    when the window is failing or the ACH is unknown — with the ACH estimated from CO₂
-//!    (the nominal one is wrong then). [`AlertRule::validate`] checks the window.
+//! 2. **Risk.** The window's ACH is the room's nominal one, or — when the window is failing
+//!    or the ACH is unknown — the one [`estimate_windows`] estimates from the window's CO₂
+//!    (the nominal one is wrong then). The risk is the *carried-over conditional risk*: the
+//!    probability of infection of a susceptible present for the whole window if one infector
+//!    ([`WindowParams::quanta_per_h`]) had been present whenever the room was occupied, its
+//!    quanta carried from window to window by the continuous box model
+//!    ([`trustedge_aerosol::risk::CarryOver`], one per room; the window counts as occupied
+//!    for the fraction of its readings that count someone). A room that stays occupied
+//!    tends to the steady state E/(λV), so a badly ventilated room crosses the rule's
+//!    threshold after a few windows where a well ventilated one never does (scored from
+//!    clean air, a 15-minute window almost never reaches 1 %, whatever the ventilation).
+//!    Windows without readings (device quiet, room closed) decay the carried quanta over
+//!    the gap (from clean air again after more than [`MAX_CARRY_GAP_S`]); a window without
+//!    any ACH keeps [`estimate_windows`]' Rudnick–Milton probability. [`AlertRule::validate`]
+//!    checks the window.
 //! 3. **Decision**, for an occupied window only (no one to alert in an empty room): a
 //!    failing window → [`AlertKind::VentilationFailure`]; else a *confirmed* particle alarm
 //!    in the window (its mean PM2.5 at least [`AerosolEdgeConfig::particle_confirm_ug_m3`]
@@ -57,7 +69,9 @@ use trustedge_aerosol::alert::{
 use trustedge_aerosol::detect::{
     AlarmKind, ParticleConfig, ParticleDetector, VentilationConfig, VentilationDetector,
 };
-use trustedge_aerosol::risk::{Reading, Room, WindowParams, estimate_windows};
+use trustedge_aerosol::risk::{
+    CarryOver, Reading, Room, WindowParams, conditional_probability, estimate_windows,
+};
 use trustedge_contracts::aerosol::{
     AerosolAlertTx, AerosolCall, AlertKind, DAY_S, MAX_ALERTS_PER_CALL, MAX_WINDOW_S,
 };
@@ -67,6 +81,10 @@ use trustedge_types::Hash;
 pub const MAX_READINGS_PER_WINDOW: usize = 3600;
 /// Longest room name (a local label: it never leaves the edge).
 pub const MAX_ROOM_NAME_CHARS: usize = 64;
+/// A room's carried concentration survives a gap without readings of at most this long
+/// (decayed over it); after a longer gap the room starts again from clean air (at the
+/// slowest loss rate, 0.92 h⁻¹, a day decays it by e⁻²²).
+pub const MAX_CARRY_GAP_S: u64 = DAY_S;
 
 /// Settings of the engine.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -177,7 +195,7 @@ pub struct WindowDecision {
     pub start_s: u64,
     /// Window end.
     pub end_s: u64,
-    /// The probability used.
+    /// The probability used: the carried-over conditional risk (see the module docs).
     pub probability: f64,
     /// Mean occupancy.
     pub mean_occupancy: f64,
@@ -208,6 +226,12 @@ struct RoomState {
     accept_from_s: u64,
     /// Decisions of the last closed windows, newest last (bounded).
     recent: Vec<WindowDecision>,
+    /// The hypothetical infector's quanta carried across windows (the conditional risk).
+    carry: CarryOver,
+    /// End of the last window `carry` was advanced over.
+    carry_until_s: Option<u64>,
+    /// ACH of the last window scored with one (the loss rate over gaps).
+    carry_ach: Option<f64>,
 }
 
 /// Decisions kept per room for [`AerosolEngine::recent_decisions`] (a day of 15-min windows).
@@ -279,6 +303,7 @@ impl AerosolEngine {
             &[],
             &self.cfg.params,
         )?;
+        let carry = CarryOver::for_params(room.volume_m3, &self.cfg.params)?;
         let co2_noise_sd_ppm = VentilationConfig::new(room.volume_m3, 1.0).noise_sd_ppm;
         let ventilation = match room.nominal_ach_per_h {
             Some(ach) => Some(VentilationDetector::new(VentilationConfig::new(
@@ -302,6 +327,9 @@ impl AerosolEngine {
                 failure_active: false,
                 accept_from_s: 0,
                 recent: Vec::new(),
+                carry,
+                carry_until_s: None,
+                carry_ach: None,
             },
         );
         Ok(())
@@ -461,13 +489,14 @@ impl AerosolEngine {
         let Some(w) = windows.first() else {
             return Ok(());
         };
+        let probability = carried_probability(state, &readings, w, &cfg.params)?;
         let day = trustedge_aerosol::alert::day_of(w.start_s);
         let venue = VenueId::derive(&state.cfg.secret, day);
         let risk = RiskWindow {
             venue,
             start_s: w.start_s,
             end_s: w.end_s,
-            probability: w.probability.clamp(0.0, 1.0),
+            probability: probability.clamp(0.0, 1.0),
         };
         cfg.rule.validate(&risk)?;
         let occupied = w.mean_occupancy > 0.0;
@@ -526,6 +555,52 @@ impl AerosolEngine {
     pub fn remembered_alerts(&self) -> usize {
         self.emitted.len()
     }
+}
+
+/// The conditional risk of the closing window `w` of `state` (its `readings`): the carried
+/// concentration is first decayed over the gap since the last window it covered (at the
+/// last ACH used, else the nominal, else 0 — the slowest loss; reset after a gap longer
+/// than [`MAX_CARRY_GAP_S`]), then advanced over the window with the room occupied for the
+/// fraction of its readings that count someone, at the window's ACH. Without an ACH (none
+/// commissioned and CO₂ too close to outdoor air) the window keeps [`estimate_windows`]'
+/// probability (Rudnick–Milton from CO₂, which carries over by itself) and the state only
+/// decays.
+fn carried_probability(
+    state: &mut RoomState,
+    readings: &[Reading],
+    w: &trustedge_aerosol::risk::WindowRisk,
+    params: &WindowParams,
+) -> Result<f64, AerosolEdgeError> {
+    let hours = params.window_s as f64 / 3600.0;
+    let slow_ach = state
+        .carry_ach
+        .or(state.cfg.nominal_ach_per_h)
+        .unwrap_or(0.0);
+    if let Some(until) = state.carry_until_s
+        && w.start_s > until
+    {
+        let gap_s = w.start_s - until;
+        if gap_s > MAX_CARRY_GAP_S {
+            state.carry.reset();
+        } else {
+            state.carry.decay(slow_ach, gap_s as f64 / 3600.0)?;
+        }
+    }
+    state.carry_until_s = Some(w.end_s);
+    let Some(ach) = w.ach_per_h else {
+        state.carry.decay(slow_ach, hours)?;
+        return Ok(w.probability);
+    };
+    let occupied = readings.iter().filter(|r| r.occupancy > 0).count() as f64;
+    let fraction = (occupied / readings.len().max(1) as f64).clamp(0.0, 1.0);
+    let mean = state.carry.step(fraction, ach, hours)?;
+    state.carry_ach = Some(ach);
+    Ok(conditional_probability(
+        mean,
+        params.breathing_m3_per_h,
+        hours,
+        params.mask_in,
+    )?)
 }
 
 /// Probability → parts per million, rounded, in 0..=1,000,000.

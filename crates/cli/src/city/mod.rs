@@ -146,17 +146,26 @@ pub struct NotificationMetrics {
 }
 
 /// Aerosol alerts on the ledger against the truth's elevated-risk windows.
+///
+/// Predicted: the sensor-room windows alerted `elevated_risk` or `ventilation_failure` (both
+/// claim an elevated airborne risk; `particle_spike` is a PM2.5 event and is not counted).
+/// Truth: the occupied sensor-room windows whose conditional risk — one infector present
+/// whenever the room is occupied, quanta carried across windows, the room's true ACH
+/// ([`trustedge_citysim::RiskWindowTruth::conditional_probability`]) — reaches the edge's
+/// alert threshold. The edge scores the same definition with the ACH it believes (its
+/// commissioned nominal ACH, which the driver sets to the room's true one, or the CO₂
+/// estimate during a ventilation failure) and the occupancy its sensor counts.
 #[derive(Clone, Debug, Serialize)]
 pub struct AerosolMetrics {
-    /// Of `elevated_risk` alerts, the fraction on a truly elevated window (`null` when
-    /// there was no such alert).
+    /// Of the windows alerted `elevated_risk` or `ventilation_failure`, the fraction truly
+    /// elevated (`null` when there was no such alert).
     pub precision: Option<f64>,
-    /// Of truly elevated windows of sensor rooms, the fraction alerted (`null` when there
-    /// was none).
+    /// Of truly elevated windows of sensor rooms, the fraction alerted `elevated_risk` or
+    /// `ventilation_failure` (`null` when there was none).
     pub recall: Option<f64>,
     /// Threshold of "elevated" (the edge's alert rule).
     pub threshold: f64,
-    /// Truth basis.
+    /// Truth basis: `conditional_carried` (see the type's docs).
     pub basis: &'static str,
     /// Alerts on the ledger by kind.
     pub alerts_by_kind: BTreeMap<String, u64>,
@@ -1005,7 +1014,7 @@ async fn aerosol_metrics(
                         probability: a["risk_ppm"].as_f64().unwrap_or(0.0) / 1e6,
                         alert: true,
                     });
-                    if kind == "elevated_risk" {
+                    if kind == "elevated_risk" || kind == "ventilation_failure" {
                         alerted.insert((*room, start));
                     }
                 }
@@ -1025,7 +1034,7 @@ async fn aerosol_metrics(
         precision: pr.precision_defined(),
         recall: pr.recall_defined(),
         threshold,
-        basis: "conditional",
+        basis: "conditional_carried",
         alerts_by_kind: kinds,
         true_windows: truth.len() as u64,
     })

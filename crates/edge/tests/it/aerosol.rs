@@ -4,7 +4,10 @@
 
 use trustedge_aerosol::alert::{HeardBeacon, VenueId, VenueSecret, day_of};
 use trustedge_aerosol::detect::AlarmKind;
-use trustedge_aerosol::risk::Reading;
+use trustedge_aerosol::risk::{
+    BoxModelInput, CO2_GENERATION_M3_PER_H_PER_PERSON, CarryOver, OUTDOOR_CO2_PPM, Reading,
+    box_model, conditional_probability,
+};
 use trustedge_aerosol::sim::{SimConfig, SimSeries, simulate};
 use trustedge_contracts::aerosol::{AerosolAlertTx, AerosolCall, AlertKind, DAY_S, check_alert};
 use trustedge_contracts::{Genesis, GenesisMember, GenesisOrg, GovernancePolicy, runtime};
@@ -297,6 +300,151 @@ fn unknown_ventilation_estimates_from_co2_and_still_scores() {
     let last = engine.recent_decisions("u");
     assert_eq!(last.len(), 96);
     assert!(last.iter().all(|d| !d.ventilation_failure));
+}
+
+/// One reading a minute of a 100 m³ room holding `people` from `from_s` to `to_s`, its CO₂
+/// at the steady state of `ach` (what the ventilation detector expects at that ACH).
+fn steady_room(people: u32, ach: f64, from_s: u64, to_s: u64) -> Vec<Reading> {
+    let co2 = OUTDOOR_CO2_PPM
+        + f64::from(people) * CO2_GENERATION_M3_PER_H_PER_PERSON * 1e6 / (100.0 * ach);
+    (from_s..to_s)
+        .step_by(60)
+        .map(|t_s| Reading {
+            t_s,
+            co2_ppm: co2,
+            pm25_ug_m3: 8.0,
+            temperature_c: 21.0,
+            humidity_pct: 40.0,
+            occupancy: people,
+        })
+        .collect()
+}
+
+fn small_room(ach: f64) -> RoomConfig {
+    RoomConfig {
+        volume_m3: 100.0,
+        nominal_ach_per_h: Some(ach),
+        secret: secret("small"),
+    }
+}
+
+/// 1 − exp(−E·B·T/(λV)): the steady-state conditional risk of a 15-minute window in a
+/// 100 m³ room at `ach` (25 quanta/h, 0.72 m³/h).
+fn steady_risk(ach: f64) -> f64 {
+    -(-(25.0 * 0.72 * 0.25 / ((ach + 0.92) * 100.0))).exp_m1()
+}
+
+#[test]
+fn a_badly_ventilated_occupied_room_crosses_the_threshold_after_some_windows() {
+    let t0 = BASE_DAY * DAY_S + 8 * 3600;
+    let mut engine = AerosolEngine::new(AerosolEdgeConfig::default()).unwrap();
+    engine.add_room("bad", small_room(0.5)).unwrap();
+    let mut alerts = Vec::new();
+    for r in steady_room(4, 0.5, t0, t0 + 4 * 3600) {
+        alerts.extend(engine.push("bad", &r).unwrap());
+    }
+    alerts.extend(engine.close_until("bad", t0 + 5 * 3600).unwrap());
+    let d = engine.recent_decisions("bad");
+    assert_eq!(d.len(), 16);
+    assert!(d.iter().all(|d| !d.ventilation_failure));
+    // the first window, from clean air, is the one-window box model and below 1 %
+    let first = box_model(&BoxModelInput {
+        volume_m3: 100.0,
+        ach_per_h: 0.5,
+        quanta_per_h: 25.0,
+        infected: 1.0,
+        mask_out: 0.0,
+        mask_in: 0.0,
+        breathing_m3_per_h: 0.72,
+        hours: 0.25,
+    })
+    .unwrap()
+    .probability;
+    assert!((d[0].probability - first).abs() < 1e-12, "{:?}", d[0]);
+    assert!(first < 0.01);
+    assert_eq!(d[0].alert, None);
+    // then it builds up to the steady state, alerting from the first window at 1 %
+    assert!(d.windows(2).all(|p| p[1].probability > p[0].probability));
+    let ss = steady_risk(0.5);
+    assert!(ss > 0.02);
+    let last = d[15].probability;
+    assert!((last - ss).abs() < 0.01 * ss, "{last} vs {ss}");
+    let crossing = d.iter().position(|d| d.probability >= 0.01).unwrap();
+    assert!(crossing >= 1);
+    assert_eq!(alerts.len(), 16 - crossing);
+    for (a, d) in alerts.iter().zip(&d[crossing..]) {
+        assert_eq!(a.kind, AlertKind::ElevatedRisk);
+        assert_eq!((a.start_s, a.end_s), (d.start_s, d.end_s));
+        assert_eq!(Some(*a), d.alert);
+        assert_eq!(a.risk_ppm, trustedge_edge::aerosol::risk_ppm(d.probability));
+    }
+}
+
+#[test]
+fn a_well_ventilated_occupied_room_never_crosses_it() {
+    let t0 = BASE_DAY * DAY_S + 8 * 3600;
+    let mut engine = AerosolEngine::new(AerosolEdgeConfig::default()).unwrap();
+    engine.add_room("good", small_room(6.0)).unwrap();
+    let mut alerts = Vec::new();
+    for r in steady_room(4, 6.0, t0, t0 + 8 * 3600) {
+        alerts.extend(engine.push("good", &r).unwrap());
+    }
+    alerts.extend(engine.close_until("good", t0 + 9 * 3600).unwrap());
+    assert_eq!(alerts, vec![]);
+    let d = engine.recent_decisions("good");
+    assert_eq!(d.len(), 32);
+    let ss = steady_risk(6.0);
+    assert!(ss < 0.01);
+    assert!(d.iter().all(|d| d.probability <= ss * (1.0 + 1e-9)));
+    assert!((d[31].probability - ss).abs() < 1e-6 * ss);
+}
+
+#[test]
+fn carried_quanta_survive_a_quiet_gap_only_by_decay() {
+    let t0 = BASE_DAY * DAY_S + 8 * 3600;
+    let lambda: f64 = 0.5 + 0.92;
+    let run = |gap_s: u64| {
+        let mut engine = AerosolEngine::new(AerosolEdgeConfig::default()).unwrap();
+        engine.add_room("bad", small_room(0.5)).unwrap();
+        let mut readings = steady_room(4, 0.5, t0, t0 + 2 * 3600);
+        let back = t0 + 2 * 3600 + gap_s;
+        readings.extend(steady_room(4, 0.5, back, back + 900));
+        for r in &readings {
+            engine.push("bad", r).unwrap();
+        }
+        engine.close_until("bad", back + 900).unwrap();
+        let d = engine.recent_decisions("bad").to_vec();
+        assert_eq!(d.len(), 9);
+        assert_eq!(d[8].start_s, back);
+        d[8].probability
+    };
+    // expected: 8 occupied windows, the gap's decay, one occupied window
+    let expected = |gap_h: f64| {
+        let mut c = CarryOver::new(100.0, 25.0).unwrap();
+        for _ in 0..8 {
+            c.step(1.0, 0.5, 0.25).unwrap();
+        }
+        let before = c.quanta_per_m3();
+        c.decay(0.5, gap_h).unwrap();
+        assert!((c.quanta_per_m3() - before * (-lambda * gap_h).exp()).abs() < 1e-15);
+        conditional_probability(c.step(1.0, 0.5, 0.25).unwrap(), 0.72, 0.25, 0.0).unwrap()
+    };
+    let no_gap = run(0);
+    let hour = run(3600);
+    let long = run(2 * DAY_S);
+    assert!((no_gap - expected(0.0)).abs() < 1e-12);
+    assert!(
+        (hour - expected(1.0)).abs() < 1e-12,
+        "{hour} vs {}",
+        expected(1.0)
+    );
+    // decayed but not forgotten after an hour; clean air after more than a day
+    let clean = expected(1e6);
+    assert!(
+        no_gap > hour && hour > clean * 1.5,
+        "{no_gap} {hour} {clean}"
+    );
+    assert!((long - clean).abs() < 1e-12, "{long} vs {clean}");
 }
 
 fn key(label: &str) -> Keypair {

@@ -132,6 +132,123 @@ pub fn box_model(input: &BoxModelInput) -> Result<RiskEstimate, AerosolError> {
     })
 }
 
+/// The carried quanta concentration of a room under the continuous box model: the same
+/// first-order loss as [`box_model`] (λ = ACH + [`VIRAL_DECAY_PER_H`] + [`DEPOSITION_PER_H`]),
+/// but the air of a window starts with what the previous windows left instead of clean air.
+///
+/// Over an interval of `T` hours with a constant emission `E·f` (`E` the net emission of the
+/// hypothetical infector, `f` the fraction of the interval the room was occupied: the
+/// infector is assumed present whenever anyone is) the exact solution of
+/// `dC/dt = E·f/V − λC` from `C₀` is, with `C_ss = E·f/(λV)` and `x = λT`,
+/// - `C(T) = C_ss + (C₀ − C_ss)·e^(−x)`,
+/// - mean `C̄ = C_ss·[1 − (1 − e^(−x))/x] + C₀·(1 − e^(−x))/x`.
+///
+/// From clean air (`C₀ = 0`) `C̄` is [`box_model`]'s mean concentration; a room occupied
+/// window after window tends to the steady state `E/(λV)`; an empty room decays by
+/// `e^(−λT)`. [`CarryOver::step`] returns `C̄` for [`conditional_probability`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CarryOver {
+    volume_m3: f64,
+    emission_quanta_per_h: f64,
+    quanta_per_m3: f64,
+}
+
+impl CarryOver {
+    /// Clean air in a room of `volume_m3` (> 0) whose hypothetical infector emits
+    /// `emission_quanta_per_h` (≥ 0; quanta/h × infectors × (1 − exhalation mask)) while the
+    /// room is occupied.
+    pub fn new(volume_m3: f64, emission_quanta_per_h: f64) -> Result<Self, AerosolError> {
+        Ok(Self {
+            volume_m3: positive("volume_m3", volume_m3)?,
+            emission_quanta_per_h: non_negative("emission_quanta_per_h", emission_quanta_per_h)?,
+            quanta_per_m3: 0.0,
+        })
+    }
+
+    /// The state of `params`' conditional risk ([`WindowParams::quanta_per_h`] ×
+    /// [`WindowParams::infected`] × (1 − [`WindowParams::mask_out`])) in a room of
+    /// `volume_m3`.
+    pub fn for_params(volume_m3: f64, params: &WindowParams) -> Result<Self, AerosolError> {
+        non_negative("quanta_per_h", params.quanta_per_h)?;
+        non_negative("infected", params.infected)?;
+        fraction("mask_out", params.mask_out)?;
+        Self::new(
+            volume_m3,
+            params.quanta_per_h * params.infected * (1.0 - params.mask_out),
+        )
+    }
+
+    /// The carried concentration now, quanta/m³.
+    pub fn quanta_per_m3(&self) -> f64 {
+        self.quanta_per_m3
+    }
+
+    /// Back to clean air.
+    pub fn reset(&mut self) {
+        self.quanta_per_m3 = 0.0;
+    }
+
+    /// Advances `hours` (> 0) with the room occupied for `occupied_fraction` (in [0, 1]) of
+    /// them at `ach_per_h` (≥ 0) and returns the mean concentration over the interval,
+    /// quanta/m³. A refused input changes nothing.
+    pub fn step(
+        &mut self,
+        occupied_fraction: f64,
+        ach_per_h: f64,
+        hours: f64,
+    ) -> Result<f64, AerosolError> {
+        fraction("occupied_fraction", occupied_fraction)?;
+        non_negative("ach_per_h", ach_per_h)?;
+        positive("hours", hours)?;
+        let lambda = ach_per_h + VIRAL_DECAY_PER_H + DEPOSITION_PER_H;
+        let css = self.emission_quanta_per_h * occupied_fraction / (lambda * self.volume_m3);
+        let x = lambda * hours;
+        let kept = (-x).exp();
+        // (1 − e^(−x)) / x, the mean of e^(−λt) over the interval.
+        let mean_kept = 1.0 - buildup_factor(x);
+        let mean = css * buildup_factor(x) + self.quanta_per_m3 * mean_kept;
+        let end = css + (self.quanta_per_m3 - css) * kept;
+        if !(mean.is_finite() && end.is_finite()) {
+            return Err(AerosolError::Overflow {
+                what: "quanta_per_m3",
+            });
+        }
+        self.quanta_per_m3 = end.max(0.0);
+        Ok(mean.max(0.0))
+    }
+
+    /// Advances `hours` (≥ 0) of an empty room at `ach_per_h`: the concentration decays by
+    /// `e^(−λ·hours)`.
+    pub fn decay(&mut self, ach_per_h: f64, hours: f64) -> Result<(), AerosolError> {
+        non_negative("hours", hours)?;
+        if hours > 0.0 {
+            self.step(0.0, ach_per_h, hours)?;
+        }
+        Ok(())
+    }
+}
+
+/// Probability of infection of a susceptible present for the whole `hours` at the mean
+/// concentration `mean_quanta_per_m3`: `1 − e^(−C̄·B·T·(1 − mask_in))`.
+pub fn conditional_probability(
+    mean_quanta_per_m3: f64,
+    breathing_m3_per_h: f64,
+    hours: f64,
+    mask_in: f64,
+) -> Result<f64, AerosolError> {
+    non_negative("mean_quanta_per_m3", mean_quanta_per_m3)?;
+    non_negative("breathing_m3_per_h", breathing_m3_per_h)?;
+    non_negative("hours", hours)?;
+    fraction("mask_in", mask_in)?;
+    let n = mean_quanta_per_m3 * breathing_m3_per_h * hours * (1.0 - mask_in);
+    if !n.is_finite() {
+        return Err(AerosolError::Overflow {
+            what: "quanta_inhaled",
+        });
+    }
+    Ok(infection_probability(n))
+}
+
 /// `1 − e^(−n)` (Wells–Riley), computed without cancellation for small `n`.
 pub fn infection_probability(quanta_inhaled: f64) -> f64 {
     (-(-quanta_inhaled).exp_m1()).clamp(0.0, 1.0)

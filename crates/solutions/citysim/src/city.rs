@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
-use trustedge_aerosol::risk::{BoxModelInput, DEPOSITION_PER_H, VIRAL_DECAY_PER_H, box_model};
+use trustedge_aerosol::risk::{
+    CarryOver, DEPOSITION_PER_H, VIRAL_DECAY_PER_H, conditional_probability,
+};
 
 use crate::epidemic::{contact_dose, draw_course, fires, infectiousness, seed_course};
 use crate::plan::{DayPlan, EncounterPiece};
@@ -256,21 +258,9 @@ impl City {
             let ws = cfg.window_s;
             let dh = ws as f64 / 3600.0;
             let lambda = room.ach_per_h + VIRAL_DECAY_PER_H + DEPOSITION_PER_H;
-            let cond = if room.sensor {
-                box_model(&BoxModelInput {
-                    volume_m3: room.volume_m3,
-                    ach_per_h: room.ach_per_h,
-                    quanta_per_h: p.window_quanta_per_h,
-                    infected: 1.0,
-                    mask_out: 0.0,
-                    mask_in: 0.0,
-                    breathing_m3_per_h: p.breathing_m3_per_h,
-                    hours: dh,
-                })?
-                .probability
-            } else {
-                0.0
-            };
+            // conditional risk: one hypothetical infector present whenever the room is
+            // occupied, its quanta carried across the day's windows
+            let mut cond = CarryOver::new(room.volume_m3, p.window_quanta_per_h)?;
             let mut conc = 0.0f64;
             let mut acc: BTreeMap<PersonId, Inhaled> = BTreeMap::new();
             let first_start = st.first().map_or(day_start, |s| s.start_s);
@@ -281,6 +271,9 @@ impl City {
                     continue;
                 }
                 let mut occ = 0u64;
+                // seconds of the window with someone present (union of the stints)
+                let mut occupied_s = 0u64;
+                let mut covered_to = w0;
                 let mut emission = 0.0;
                 let mut top: Option<(f64, PersonId)> = None;
                 let mut inf_present = 0u32;
@@ -290,6 +283,11 @@ impl City {
                         continue;
                     }
                     occ += ov;
+                    let (from, to) = (s.start_s.max(covered_to), s.end_s.min(w1));
+                    if to > from {
+                        occupied_s += to - from;
+                        covered_to = to;
+                    }
                     if let Some(e) = get(s.person) {
                         let wi = infectiousness(p, e, s.start_s.max(w0) + ov / 2) * ov as f64
                             / ws as f64;
@@ -302,6 +300,11 @@ impl City {
                         }
                     }
                 }
+                let cond_mean = if room.sensor {
+                    cond.step(occupied_s as f64 / ws as f64, room.ach_per_h, dh)?
+                } else {
+                    0.0
+                };
                 let css = emission / (lambda * room.volume_m3);
                 let x = lambda * dh;
                 let mean = css + (conc - css) * (-(-x).exp_m1()) / x;
@@ -312,7 +315,12 @@ impl City {
                         start_s: w0,
                         end_s: w1,
                         mean_occupancy: (occ as f64 / ws as f64) as f32,
-                        conditional_probability: cond as f32,
+                        conditional_probability: conditional_probability(
+                            cond_mean,
+                            p.breathing_m3_per_h,
+                            dh,
+                            0.0,
+                        )? as f32,
                         actual_probability: (-(-(mean * p.breathing_m3_per_h * dh)).exp_m1())
                             as f32,
                         infectious_present: inf_present,

@@ -112,8 +112,12 @@ pub struct RiskWindowTruth {
     pub end_s: u64,
     /// Mean occupancy.
     pub mean_occupancy: f32,
-    /// Box-model probability for one person present with one infector speaking (the edge
-    /// estimator's conditional risk, with the room's true volume and ACH).
+    /// Conditional risk: the probability of infection of one person present all window if
+    /// one infector speaking ([`crate::EpiParams::window_quanta_per_h`]) had been present
+    /// whenever the room was occupied, its quanta carried across the day's windows
+    /// (continuous box model, [`trustedge_aerosol::risk::CarryOver`], with the room's true
+    /// volume and ACH and the fraction of the window someone was present) — the risk the
+    /// edge estimates. Starts from clean air at the day's start.
     pub conditional_probability: f32,
     /// Probability for one person present all window given the infectious people truly
     /// present (continuous box model).

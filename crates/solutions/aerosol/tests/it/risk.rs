@@ -4,8 +4,9 @@
 use proptest::prelude::*;
 use trustedge_aerosol::AerosolError;
 use trustedge_aerosol::risk::{
-    AchSource, BoxModelInput, Reading, Room, RudnickMiltonInput, WindowParams, ach_steady_state,
-    box_model, buildup_factor, estimate_windows, rebreathed_fraction, rudnick_milton,
+    AchSource, BoxModelInput, CarryOver, DEPOSITION_PER_H, Reading, Room, RudnickMiltonInput,
+    VIRAL_DECAY_PER_H, WindowParams, ach_steady_state, box_model, buildup_factor,
+    conditional_probability, estimate_windows, rebreathed_fraction, rudnick_milton,
 };
 
 /// The Skagit Valley Chorale rehearsal of 10 March 2020 (Miller et al., Indoor Air 31(2),
@@ -24,6 +25,154 @@ fn choir() -> BoxModelInput {
         breathing_m3_per_h: 1.1,
         hours: 2.5,
     }
+}
+
+fn one_window(volume_m3: f64, ach_per_h: f64, hours: f64) -> BoxModelInput {
+    BoxModelInput {
+        volume_m3,
+        ach_per_h,
+        quanta_per_h: 25.0,
+        infected: 1.0,
+        mask_out: 0.0,
+        mask_in: 0.0,
+        breathing_m3_per_h: 0.72,
+        hours,
+    }
+}
+
+fn close(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * a.abs().max(b.abs())
+}
+
+#[test]
+fn carry_over_from_clean_air_is_the_box_model_of_one_window() {
+    for (v, ach, h) in [
+        (100.0, 0.5, 0.25),
+        (40.0, 6.0, 0.25),
+        (810.0, 0.7, 2.5),
+        (50.0, 0.0, 1e-4),
+    ] {
+        let b = box_model(&one_window(v, ach, h)).unwrap();
+        let mut c = CarryOver::new(v, 25.0).unwrap();
+        let mean = c.step(1.0, ach, h).unwrap();
+        assert!(
+            close(mean, b.mean_quanta_per_m3, 1e-12),
+            "{v} {ach} {h}: {mean} vs {}",
+            b.mean_quanta_per_m3
+        );
+        let p = conditional_probability(mean, 0.72, h, 0.0).unwrap();
+        assert!(close(p, b.probability, 1e-12), "{p} vs {}", b.probability);
+        // end of the window: C_ss·(1 − e^(−λT))
+        let lambda = ach + VIRAL_DECAY_PER_H + DEPOSITION_PER_H;
+        let css = 25.0 / (lambda * v);
+        assert!(close(
+            c.quanta_per_m3(),
+            css * -(-lambda * h).exp_m1(),
+            1e-12
+        ));
+    }
+}
+
+#[test]
+fn carry_over_windows_integrate_to_the_long_event_and_reach_steady_state() {
+    let (v, ach, h) = (100.0, 0.5, 0.25);
+    // Two windows carried = one event of twice the length: ∫₀^2T C = 2T·C̄(2T).
+    let mut c = CarryOver::new(v, 25.0).unwrap();
+    let m1 = c.step(1.0, ach, h).unwrap();
+    let m2 = c.step(1.0, ach, h).unwrap();
+    let long = box_model(&one_window(v, ach, 2.0 * h))
+        .unwrap()
+        .mean_quanta_per_m3;
+    assert!(close(m1 + m2, 2.0 * long, 1e-12), "{m1} + {m2} vs 2·{long}");
+    assert!(m2 > m1);
+    // Steady state E·f/(λV), here with the room occupied half of each window.
+    let lambda = ach + VIRAL_DECAY_PER_H + DEPOSITION_PER_H;
+    let mut c = CarryOver::new(v, 25.0).unwrap();
+    let mut prev = 0.0;
+    for _ in 0..400 {
+        let m = c.step(0.5, ach, h).unwrap();
+        assert!(m >= prev);
+        prev = m;
+    }
+    let css = 25.0 * 0.5 / (lambda * v);
+    assert!(close(prev, css, 1e-9), "{prev} vs {css}");
+    assert!(close(c.quanta_per_m3(), css, 1e-9));
+}
+
+#[test]
+fn carry_over_decays_in_an_empty_room() {
+    let (v, ach) = (100.0, 2.0);
+    let lambda = ach + VIRAL_DECAY_PER_H + DEPOSITION_PER_H;
+    let mut c = CarryOver::new(v, 25.0).unwrap();
+    for _ in 0..8 {
+        c.step(1.0, ach, 0.25).unwrap();
+    }
+    let c0 = c.quanta_per_m3();
+    assert!(c0 > 0.0);
+    let mut empty = c;
+    let mean = empty.step(0.0, ach, 0.25).unwrap();
+    let x = lambda * 0.25;
+    assert!(close(mean, c0 * -(-x).exp_m1() / x, 1e-12));
+    assert!(close(empty.quanta_per_m3(), c0 * (-x).exp(), 1e-12));
+    let mut d = c;
+    d.decay(ach, 3.0).unwrap();
+    assert!(close(d.quanta_per_m3(), c0 * (-lambda * 3.0).exp(), 1e-12));
+    d.decay(ach, 0.0).unwrap();
+    assert!(close(d.quanta_per_m3(), c0 * (-lambda * 3.0).exp(), 1e-12));
+    d.reset();
+    assert_eq!(d.quanta_per_m3(), 0.0);
+}
+
+#[test]
+fn carried_risk_crosses_one_percent_only_in_a_badly_ventilated_room() {
+    // 15-minute windows, 25 quanta/h, 0.72 m³/h, a 100 m³ room occupied throughout.
+    let risk = |ach: f64, windows: usize| {
+        let mut c = CarryOver::new(100.0, 25.0).unwrap();
+        (0..windows)
+            .map(|_| conditional_probability(c.step(1.0, ach, 0.25).unwrap(), 0.72, 0.25, 0.0))
+            .collect::<Result<Vec<f64>, _>>()
+            .unwrap()
+    };
+    let bad = risk(0.5, 64);
+    assert!(bad[0] < 0.01, "first window {}", bad[0]);
+    let first = bad.iter().position(|p| *p >= 0.01).unwrap();
+    assert!((1..8).contains(&first), "crossed at window {first}");
+    // steady state 1 − exp(−E·B·T/(λV)), λ = 1.42 h⁻¹
+    let ss = -(-(25.0 * 0.72 * 0.25 / (1.42 * 100.0_f64))).exp_m1();
+    assert!(close(bad[63], ss, 1e-9), "{} vs {ss}", bad[63]);
+    let good = risk(6.0, 64);
+    assert!(good.iter().all(|p| *p < 0.01), "{:?}", good.last());
+}
+
+#[test]
+fn carry_over_refuses_bad_inputs_without_changing_state() {
+    assert!(CarryOver::new(0.0, 25.0).is_err());
+    assert!(CarryOver::new(100.0, -1.0).is_err());
+    assert!(CarryOver::new(100.0, f64::NAN).is_err());
+    let mut c = CarryOver::new(100.0, 25.0).unwrap();
+    c.step(1.0, 1.0, 0.25).unwrap();
+    let before = c;
+    assert!(c.step(1.5, 1.0, 0.25).is_err());
+    assert!(c.step(-0.1, 1.0, 0.25).is_err());
+    assert!(c.step(1.0, -1.0, 0.25).is_err());
+    assert!(c.step(1.0, f64::INFINITY, 0.25).is_err());
+    assert!(c.step(1.0, 1.0, 0.0).is_err());
+    assert!(c.decay(1.0, f64::NAN).is_err());
+    assert_eq!(c, before);
+    assert!(conditional_probability(-1.0, 0.72, 0.25, 0.0).is_err());
+    assert!(conditional_probability(1.0, 0.72, 0.25, 2.0).is_err());
+    let p = WindowParams {
+        mask_out: 0.5,
+        infected: 2.0,
+        ..WindowParams::default()
+    };
+    let mut half = CarryOver::for_params(100.0, &p).unwrap();
+    let mut full = CarryOver::new(100.0, 25.0).unwrap();
+    let (a, b) = (
+        half.step(1.0, 1.0, 0.25).unwrap(),
+        full.step(1.0, 1.0, 0.25).unwrap(),
+    );
+    assert!(close(a, b, 1e-12), "2 infectors × half mask = 1 infector");
 }
 
 #[test]

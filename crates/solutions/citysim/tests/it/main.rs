@@ -202,6 +202,74 @@ fn close_contact_truth_equals_brute_force_minutes() {
 }
 
 #[test]
+fn conditional_risk_is_the_carried_box_model_of_the_true_occupancy() {
+    use trustedge_aerosol::risk::{CarryOver, conditional_probability};
+    let cfg = CityConfig {
+        population: 300,
+        days: 2,
+        seed_cases: 2,
+        ..CityConfig::default()
+    };
+    let city = City::generate(&cfg, 3).unwrap();
+    let pop = city.population();
+    let ws = cfg.window_s;
+    let dh = ws as f64 / 3600.0;
+    let got: BTreeMap<(u32, u64), f32> = city
+        .truth()
+        .risk_windows
+        .iter()
+        .map(|w| ((w.room.0, w.start_s), w.conditional_probability))
+        .collect();
+    let mut expect: BTreeMap<(u32, u64), f32> = BTreeMap::new();
+    let mut bad_elevated = 0;
+    for day in 0..cfg.days {
+        let plan = city.day_plan(day);
+        let d0 = cfg.start_s + u64::from(day) * DAY_S;
+        for (room_id, r) in &plan.rooms {
+            let room = pop.room(*room_id);
+            if !room.sensor {
+                continue;
+            }
+            // second by second: someone present?
+            let mut present = vec![false; DAY_S as usize];
+            for s in &plan.stints[r.clone()] {
+                for t in s.start_s.max(d0)..s.end_s.min(d0 + DAY_S) {
+                    present[(t - d0) as usize] = true;
+                }
+            }
+            let mut carry = CarryOver::new(room.volume_m3, cfg.epi.window_quanta_per_h).unwrap();
+            for k in 0..DAY_S / ws {
+                let occupied = present[(k * ws) as usize..((k + 1) * ws) as usize]
+                    .iter()
+                    .filter(|p| **p)
+                    .count();
+                let mean = carry
+                    .step(occupied as f64 / ws as f64, room.ach_per_h, dh)
+                    .unwrap();
+                if occupied > 0 {
+                    let p =
+                        conditional_probability(mean, cfg.epi.breathing_m3_per_h, dh, 0.0).unwrap();
+                    if p >= 0.01 && room.badly_ventilated {
+                        bad_elevated += 1;
+                    }
+                    expect.insert((room_id.0, d0 + k * ws), p as f32);
+                }
+            }
+        }
+    }
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expect.keys().collect::<Vec<_>>()
+    );
+    for (k, p) in &got {
+        let e = expect[k];
+        assert!((p - e).abs() <= 1e-6 * e.max(1e-9), "{k:?}: {p} vs {e}");
+    }
+    // a badly ventilated room occupied for a while crosses the alert rule's 1 %
+    assert!(bad_elevated > 0);
+}
+
+#[test]
 fn event_stream_is_time_ordered_with_rssi_and_air() {
     let cfg = CityConfig {
         population: 300,
