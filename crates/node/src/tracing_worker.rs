@@ -454,6 +454,8 @@ pub struct TracingMetrics {
     pub match_seconds: Histogram,
     /// Encounter uploads held by the engine.
     pub uploads_held: Counter,
+    /// Encounter uploads dropped from the engine as too old to match any key.
+    pub uploads_pruned: Counter,
 }
 
 impl Default for TracingMetrics {
@@ -470,6 +472,7 @@ impl Default for TracingMetrics {
                 prometheus_client::metrics::histogram::exponential_buckets(1e-4, 2.0, 16),
             ),
             uploads_held: Counter::default(),
+            uploads_pruned: Counter::default(),
         }
     }
 }
@@ -517,6 +520,11 @@ impl TracingMetrics {
             "Encounter uploads fed to the exposure engine",
             self.uploads_held.clone(),
         );
+        r.register(
+            "tracing_uploads_pruned",
+            "Encounter uploads dropped from the exposure engine as too old to match any key",
+            self.uploads_pruned.clone(),
+        );
     }
 }
 
@@ -540,12 +548,24 @@ pub struct TracingWorker {
     pub scorer: Arc<dyn ExposureScorer + Send + Sync>,
 }
 
+/// The cutoff to prune the engine's uploads to when the ledger's tip has time `tip_s` and
+/// the last prune was to `last_s`: encounters that ended more than `MAX_KEY_AGE_DAYS` + 1
+/// days plus the skew before the tip cannot match a key the ledger still accepts. `None`
+/// until that cutoff is an hour past the last one.
+fn prune_cutoff(tip_s: u64, skew_s: u64, last_s: u64) -> Option<u64> {
+    let keep_s = (u64::from(diagnosis::MAX_KEY_AGE_DAYS) + 1) * 86_400 + skew_s;
+    let cutoff = tip_s.checked_sub(keep_s)?;
+    (cutoff >= last_s.saturating_add(3600)).then_some(cutoff)
+}
+
 struct State {
     next_record: Option<u64>,
     event_from: trustedge_types::Height,
     event_cursor: Option<trustedge_store::EventCursor>,
     engine: Arc<Mutex<ExposureEngine>>,
     relayed: BTreeSet<Hash>,
+    /// The cutoff of the last prune of the engine, Unix s.
+    pruned_to_s: u64,
 }
 
 impl TracingWorker {
@@ -588,6 +608,7 @@ impl TracingWorker {
             event_cursor: None,
             engine: Arc::new(Mutex::new(engine)),
             relayed: BTreeSet::new(),
+            pruned_to_s: 0,
         };
         let tick = Duration::from_millis(self.config.poll_interval_ms);
         loop {
@@ -623,6 +644,34 @@ impl TracingWorker {
             .await?;
         state.next_record = Some(next);
         self.metrics.tracing.uploads_held.inc_by(added);
+        // Encounters no key the ledger can still accept will match are dropped: keys are at
+        // most `MAX_KEY_AGE_DAYS` days older than the block that publishes (or releases)
+        // them, so an encounter that ended more than that (plus a day of margin and the
+        // skew) before the tip's time can never match again. The tip's time, not this
+        // machine's clock, so that every edge of one ledger prunes alike.
+        // Once per hour of ledger time at most (a prune scans every upload held).
+        let engine = state.engine.clone();
+        let skew_s = self.config.skew_s;
+        let last = state.pruned_to_s;
+        let pruned = self
+            .blocking(move |_, l| {
+                let tip_s = l
+                    .latest_header()
+                    .map_err(|e| e.to_string())?
+                    .map_or(0, |h| h.time_ms / 1000);
+                let Some(cutoff) = prune_cutoff(tip_s, skew_s, last) else {
+                    return Ok(None);
+                };
+                let mut e = engine.lock().map_err(|_| "engine poisoned".to_string())?;
+                let before = e.uploads();
+                e.prune_before(cutoff);
+                Ok(Some((cutoff, (before - e.uploads()) as u64)))
+            })
+            .await?;
+        if let Some((cutoff, dropped)) = pruned {
+            state.pruned_to_s = cutoff;
+            self.metrics.tracing.uploads_pruned.inc_by(dropped);
+        }
         for reading in diagnoses {
             self.relay(state, mqtt, reading).await;
         }
@@ -1077,4 +1126,26 @@ pub async fn start_worker(
         scorer: Arc::new(scorer),
     };
     Ok(tokio::spawn(worker.run(stop)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_engine_keeps_what_a_key_could_still_match() {
+        const DAY: u64 = 86_400;
+        let tip = 1_800_000_000;
+        let keep = 15 * DAY + 120;
+        // A young ledger: nothing is old enough.
+        assert_eq!(prune_cutoff(keep - 1, 120, 0), None);
+        // Keys reach back MAX_KEY_AGE_DAYS (14) days; the engine keeps 15 days plus the skew.
+        assert_eq!(prune_cutoff(tip, 120, 0), Some(tip - keep));
+        // At most once per hour of ledger time.
+        assert_eq!(prune_cutoff(tip + 3599, 120, tip - keep), None);
+        assert_eq!(
+            prune_cutoff(tip + 3600, 120, tip - keep),
+            Some(tip - keep + 3600)
+        );
+    }
 }
