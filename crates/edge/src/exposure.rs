@@ -22,6 +22,14 @@
 //!    matched encounter (the `own_rpi` of each upload holding one), with that RPI's own
 //!    score (its encounters' window scores) and the day.
 //!
+//! # Late encounters
+//! A phone uploads what it heard in the last hour, so encounters with a case can reach the
+//! edge after the case's keys were matched. The engine keeps every RPI of the keys it has
+//! seen; an upload added later that observed one of them names that diagnosis upload in
+//! [`ExposureEngine::take_rematch`], and the caller runs [`ExposureEngine::process`] for it
+//! again with no new keys: only RPIs not yet notified are published. Keys (and their RPIs)
+//! are forgotten by [`ExposureEngine::prune_before`] once they can match nothing.
+//!
 //! # Privacy
 //! The decision uses the local linkage; what is published is unlinkable: a notice carries
 //! exactly one RPI, and notices are grouped into transactions ([`NoticeBatch`]) so that no
@@ -216,6 +224,12 @@ pub struct ExposureEngine {
     keys: BTreeMap<Hash, Vec<DiagnosisKey>>,
     /// RPIs notified per diagnosis upload.
     notified: HashMap<Hash, HashSet<Rpi>>,
+    /// Every RPI of the keys seen, with the diagnosis uploads whose keys derive it: an
+    /// upload added later that observed one of them must be matched again.
+    key_rpis: HashMap<Rpi, Vec<Hash>>,
+    /// Diagnosis uploads whose keys' RPIs an upload added since the last
+    /// [`ExposureEngine::take_rematch`] observed.
+    rematch: BTreeSet<Hash>,
 }
 
 fn observation_id(upload: usize, encounter: usize) -> u64 {
@@ -241,6 +255,8 @@ impl ExposureEngine {
             index: None,
             keys: BTreeMap::new(),
             notified: HashMap::new(),
+            key_rpis: HashMap::new(),
+            rematch: BTreeSet::new(),
         })
     }
 
@@ -277,9 +293,23 @@ impl ExposureEngine {
             });
         }
         self.encounters += n;
+        for e in &upload.encounters {
+            if let Some(sources) = self.key_rpis.get(&e.rpi) {
+                self.rematch.extend(sources.iter().copied());
+            }
+        }
         self.uploads.push(Held { device, upload });
         self.index = None;
         Ok(())
+    }
+
+    /// The diagnosis uploads to match again with [`ExposureEngine::process`] (with no new
+    /// keys) because uploads added since the last call observed RPIs of their keys:
+    /// encounters that reach the edge after a case's keys were matched (a phone uploads
+    /// what it heard in the last hour) are matched too. Each is named once; a later
+    /// `process` publishes only what was not notified before.
+    pub fn take_rematch(&mut self) -> Vec<Hash> {
+        std::mem::take(&mut self.rematch).into_iter().collect()
     }
 
     /// Drops the uploads whose encounters all ended before `cutoff_s`, and the state of
@@ -308,6 +338,14 @@ impl ExposureEngine {
             })
             .map(|(h, _)| *h)
             .collect();
+        if !stale.is_empty() {
+            let gone: HashSet<Hash> = stale.iter().copied().collect();
+            self.key_rpis.retain(|_, sources| {
+                sources.retain(|h| !gone.contains(h));
+                !sources.is_empty()
+            });
+            self.rematch.retain(|h| !gone.contains(h));
+        }
         for h in stale {
             self.keys.remove(&h);
             self.notified.remove(&h);
@@ -348,12 +386,29 @@ impl ExposureEngine {
         seed: [u8; 32],
     ) -> ProcessOutcome {
         let keys = self.keys.entry(source_upload).or_default();
+        let mut fresh_keys = Vec::new();
         for k in released {
             if !keys.iter().any(|x| x.key_data == k.key_data) {
                 keys.push(*k);
+                fresh_keys.push(*k);
             }
         }
         let keys = keys.clone();
+        // Remember the new keys' RPIs, so that uploads arriving later are matched too.
+        for k in &fresh_keys {
+            let period = k.rolling_period.min(trustedge_tracing::TEK_ROLLING_PERIOD) as usize;
+            let Ok(rpis) = k.tek().rpis(trustedge_tracing::EnIntervalNumber(
+                k.rolling_start_interval_number,
+            )) else {
+                continue;
+            };
+            for (_, rpi) in rpis.into_iter().take(period) {
+                let sources = self.key_rpis.entry(rpi).or_default();
+                if !sources.contains(&source_upload) {
+                    sources.push(source_upload);
+                }
+            }
+        }
         let skew_s = self.config.skew_s;
         let report = match_keys(&keys, self.index(), skew_s);
         let mut outcome = ProcessOutcome {
@@ -995,6 +1050,45 @@ mod tests {
         // per upload id) is notified afresh.
         let other = engine.process(Hash::sha256(b"v"), &keys, &ThresholdScorer, [3; 32]);
         assert_eq!(other.notices().count(), first.notices().count());
+    }
+
+    #[test]
+    fn encounters_that_arrive_after_the_keys_are_matched_again() {
+        let case = device(1, 120);
+        let early = device(2, 120);
+        let late = device(3, 120);
+        let unrelated = device(4, 120);
+        // `early` uploaded before the keys were matched; `late` was as close for as long but
+        // uploaded after; `unrelated` heard someone else.
+        let mut engine = engine_with(&case, &[(2, &early, 0, 40, -60)]);
+        let source = Hash::sha256(b"case");
+        let first = engine.process(source, &keys_of(&case), &ThresholdScorer, [1; 32]);
+        assert!(first.notices().count() > 0);
+        assert!(engine.take_rematch().is_empty(), "nothing arrived late yet");
+        for u in heard(&unrelated, &early, 0, 40, -60) {
+            engine.add_upload(link(4), u).unwrap();
+        }
+        assert!(
+            engine.take_rematch().is_empty(),
+            "no RPI of the case's keys"
+        );
+        for u in heard(&late, &case, 60, 100, -60) {
+            engine.add_upload(link(3), u).unwrap();
+        }
+        assert_eq!(engine.take_rematch(), vec![source]);
+        assert!(engine.take_rematch().is_empty(), "named once");
+        // Matched again with no new keys: only `late`'s RPIs, `early`'s are not repeated.
+        let again = engine.process(source, &[], &ThresholdScorer, [2; 32]);
+        let late_rpis: HashSet<[u8; 16]> = late.log().records().map(|r| r.rpi.0).collect();
+        let got: Vec<[u8; 16]> = again.notices().map(|n| n.rpis[0]).collect();
+        assert!(!got.is_empty());
+        assert!(got.iter().all(|r| late_rpis.contains(r)), "{got:?}");
+        // Once the keys are too old to match, their RPIs are forgotten.
+        engine.prune_before(T0 + 10 * DAY_S);
+        for u in heard(&late, &case, 100, 110, -60) {
+            engine.add_upload(link(3), u).unwrap();
+        }
+        assert!(engine.take_rematch().is_empty());
     }
 
     #[test]

@@ -23,7 +23,12 @@
 //! submits the notice transactions (no transaction holds two notices of one device) and,
 //! once each is committed, publishes each notice alone as a [`NoticeMessage`] on
 //! `te/v1/notices/exposure/<day>`. Devices match them with
-//! `trustedge_tracing::matching::match_notices`.
+//! `trustedge_tracing::matching::match_notices`. Encounters with a case's RPIs stored after
+//! its keys were matched (phones upload hourly) make the engine name that case again
+//! (`ExposureEngine::take_rematch`); the worker matches it again at most every
+//! `REMATCH_INTERVAL` (5 s), publishing only notices not published before. Uploads no key
+//! can match any more (older than `MAX_KEY_AGE_DAYS` + 1 days before the ledger tip) are
+//! dropped from the engine.
 //!
 //! One worker submits everything the tracing key signs, one transaction sequence at a
 //! time, so its nonces never race; give it its own key (`[tracing] key_path`) so they do
@@ -456,6 +461,8 @@ pub struct TracingMetrics {
     pub uploads_held: Counter,
     /// Encounter uploads dropped from the engine as too old to match any key.
     pub uploads_pruned: Counter,
+    /// Diagnosis uploads matched again because encounters with their RPIs arrived later.
+    pub rematches: Counter,
 }
 
 impl Default for TracingMetrics {
@@ -473,6 +480,7 @@ impl Default for TracingMetrics {
             ),
             uploads_held: Counter::default(),
             uploads_pruned: Counter::default(),
+            rematches: Counter::default(),
         }
     }
 }
@@ -525,6 +533,11 @@ impl TracingMetrics {
             "Encounter uploads dropped from the exposure engine as too old to match any key",
             self.uploads_pruned.clone(),
         );
+        r.register(
+            "tracing_rematches",
+            "Diagnosis uploads matched again because encounters with their RPIs arrived later",
+            self.rematches.clone(),
+        );
     }
 }
 
@@ -548,6 +561,10 @@ pub struct TracingWorker {
     pub scorer: Arc<dyn ExposureScorer + Send + Sync>,
 }
 
+/// Least time between two runs matching cases again for encounters that arrived after their
+/// keys were matched (each run re-indexes every encounter the engine holds).
+const REMATCH_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The cutoff to prune the engine's uploads to when the ledger's tip has time `tip_s` and
 /// the last prune was to `last_s`: encounters that ended more than `MAX_KEY_AGE_DAYS` + 1
 /// days plus the skew before the tip cannot match a key the ledger still accepts. `None`
@@ -566,6 +583,8 @@ struct State {
     relayed: BTreeSet<Hash>,
     /// The cutoff of the last prune of the engine, Unix s.
     pruned_to_s: u64,
+    /// When cases were last matched again for late encounters.
+    last_rematch: Option<Instant>,
 }
 
 impl TracingWorker {
@@ -609,6 +628,7 @@ impl TracingWorker {
             engine: Arc::new(Mutex::new(engine)),
             relayed: BTreeSet::new(),
             pruned_to_s: 0,
+            last_rematch: None,
         };
         let tick = Duration::from_millis(self.config.poll_interval_ms);
         loop {
@@ -684,6 +704,25 @@ impl TracingWorker {
         };
         state.event_cursor = cursor;
         state.event_from = from_height;
+        let mut uploads: BTreeSet<Hash> = uploads.into_iter().collect();
+        // 3. Cases whose keys' RPIs newly stored encounters observed (they reached the edge
+        //    after the keys were matched): matched again, at most every REMATCH_INTERVAL
+        //    (each run re-indexes every encounter held).
+        if state
+            .last_rematch
+            .is_none_or(|t| t.elapsed() >= REMATCH_INTERVAL)
+        {
+            let again = state
+                .engine
+                .lock()
+                .map(|mut e| e.take_rematch())
+                .unwrap_or_default();
+            if !again.is_empty() {
+                self.metrics.tracing.rematches.inc_by(again.len() as u64);
+            }
+            uploads.extend(again);
+            state.last_rematch = Some(Instant::now());
+        }
         for upload in uploads {
             self.match_and_publish(state, mqtt, upload).await?;
         }
