@@ -49,7 +49,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, MqttOptions};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use trustedge_aerosol::alert::VenueSecret;
@@ -698,14 +698,12 @@ impl AerosolWorker {
                 .entry(rec.venue)
                 .or_default()
                 .push((rec.day, rec.start_s, rec.end_s));
-            if let Ok(body) = serde_json::to_vec(&rec) {
-                // A full request queue means the broker is gone; devices also read the ledger.
-                if mqtt
-                    .try_publish(aerosol_topic(rec.day), QoS::AtLeastOnce, false, body)
-                    .is_ok()
-                {
-                    self.metrics.aerosol.alerts_pushed.inc();
-                }
+            // Waits for room in the client's queue (a batch of alerts can fill it); one not
+            // queued in time is not counted as pushed (devices also read the ledger).
+            if let Ok(body) = serde_json::to_vec(&rec)
+                && crate::mqtt::push(mqtt, aerosol_topic(rec.day), body).await
+            {
+                self.metrics.aerosol.alerts_pushed.inc();
             }
         }
         // Forget what is older than the contract keeps accepting.

@@ -506,6 +506,24 @@ async fn ingest_worker(
     }
 }
 
+/// Longest wait for room in an MQTT client's request queue before a push to devices is
+/// given up (and counted by the caller): a burst (a case's notices, a batch of alerts) can
+/// fill the queue for a moment; a broker gone for good must not stall the worker.
+pub const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Publishes `body` on `topic` (QoS 1), waiting up to [`PUSH_TIMEOUT`] for room in the
+/// client's queue; false if it could not be queued.
+pub async fn push(client: &AsyncClient, topic: String, body: Vec<u8>) -> bool {
+    matches!(
+        tokio::time::timeout(
+            PUSH_TIMEOUT,
+            client.publish(topic, QoS::AtLeastOnce, false, body)
+        )
+        .await,
+        Ok(Ok(()))
+    )
+}
+
 /// Most queued uploads the edge stores in one transaction.
 pub const INGEST_BATCH: usize = 128;
 

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, MqttOptions};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use trustedge_chain::Ledger;
@@ -463,6 +463,8 @@ pub struct TracingMetrics {
     pub uploads_pruned: Counter,
     /// Diagnosis uploads matched again because encounters with their RPIs arrived later.
     pub rematches: Counter,
+    /// Notices and relay outcomes not pushed over MQTT (queue full for `mqtt::PUSH_TIMEOUT`).
+    pub pushes_dropped: Counter,
 }
 
 impl Default for TracingMetrics {
@@ -481,6 +483,7 @@ impl Default for TracingMetrics {
             uploads_held: Counter::default(),
             uploads_pruned: Counter::default(),
             rematches: Counter::default(),
+            pushes_dropped: Counter::default(),
         }
     }
 }
@@ -537,6 +540,11 @@ impl TracingMetrics {
             "tracing_rematches",
             "Diagnosis uploads matched again because encounters with their RPIs arrived later",
             self.rematches.clone(),
+        );
+        r.register(
+            "tracing_pushes_dropped",
+            "Notices and relay outcomes not pushed to devices over MQTT (queue full too long)",
+            self.pushes_dropped.clone(),
         );
     }
 }
@@ -810,8 +818,12 @@ impl TracingWorker {
             self.metrics.tracing.relay_errors.inc();
             tracing::warn!(upload = %upload_id, error = ?outcome.error, "diagnosis relay refused");
         }
-        if let Ok(body) = serde_json::to_vec(&outcome) {
-            let _ = mqtt.try_publish(relay_topic(&upload_id), QoS::AtLeastOnce, false, body);
+        let pushed = match serde_json::to_vec(&outcome) {
+            Ok(body) => crate::mqtt::push(mqtt, relay_topic(&upload_id), body).await,
+            Err(_) => false,
+        };
+        if !pushed {
+            self.metrics.tracing.pushes_dropped.inc();
         }
     }
 
@@ -902,7 +914,9 @@ impl TracingWorker {
                 Ok(height) => {
                     m.notices_published.inc_by(notices.len() as u64);
                     for n in notices {
-                        publish_notice(mqtt, &n, height);
+                        if !publish_notice(mqtt, &n, height).await {
+                            m.pushes_dropped.inc();
+                        }
                     }
                 }
                 Err(e) => {
@@ -915,8 +929,12 @@ impl TracingWorker {
     }
 }
 
-fn publish_notice(mqtt: &AsyncClient, n: &ExposureNotice, height: u64) {
-    let Some(rpi) = n.rpis.first() else { return };
+/// Pushes a committed notice to devices; false when it could not be queued within
+/// `mqtt::PUSH_TIMEOUT` (devices can still read it from the ledger).
+async fn publish_notice(mqtt: &AsyncClient, n: &ExposureNotice, height: u64) -> bool {
+    let Some(rpi) = n.rpis.first() else {
+        return true;
+    };
     let msg = NoticeMessage {
         rpi: hex::encode(rpi),
         risk_score: n.risk_score,
@@ -925,9 +943,9 @@ fn publish_notice(mqtt: &AsyncClient, n: &ExposureNotice, height: u64) {
         notice_id: exposure::notice_id(&n.source_upload, n.day, &n.rpis),
         height,
     };
-    if let Ok(body) = serde_json::to_vec(&msg) {
-        // A full request queue means the broker is gone; devices also read the ledger.
-        let _ = mqtt.try_publish(exposure_topic(n.day), QoS::AtLeastOnce, false, body);
+    match serde_json::to_vec(&msg) {
+        Ok(body) => crate::mqtt::push(mqtt, exposure_topic(n.day), body).await,
+        Err(_) => false,
     }
 }
 
