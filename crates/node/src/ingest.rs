@@ -374,9 +374,7 @@ impl Ingest {
             let parsed = topics::parse_upload(&msg.topic);
             let ack_topic = parsed.as_ref().ok().map(|(_, c)| topics::ack(c));
             let r = parsed.and_then(|(kind, client)| {
-                decode_upload(&msg.message)
-                    .map(|reading| (kind, client, reading))
-                    .map_err(|e| e.1)
+                decode_upload(&msg.message).map(|reading| (kind, client, reading))
             });
             decoded.push((ack_topic, digest, r.map_err(|reason| (None, reason))));
         }
@@ -510,11 +508,11 @@ impl Ingest {
 }
 
 /// Decodes an upload's bytes: size, then the reading's canonical encoding.
-fn decode_upload(message: &[u8]) -> Result<SignedReading, (Option<u64>, RefusalReason)> {
+fn decode_upload(message: &[u8]) -> Result<SignedReading, RefusalReason> {
     if message.len() > MAX_READING_BYTES {
-        return Err((None, RefusalReason::TooLarge));
+        return Err(RefusalReason::TooLarge);
     }
-    codec::decode(message, MAX_READING_BYTES).map_err(|_| (None, RefusalReason::Malformed))
+    codec::decode(message, MAX_READING_BYTES).map_err(|_| RefusalReason::Malformed)
 }
 
 /// One message for [`Ingest::handle_batch`].

@@ -664,38 +664,33 @@ impl TracingWorker {
     }
 
     async fn step(&self, state: &mut State, mqtt: &AsyncClient) -> Result<(), String> {
-        // 1. New records: encounter uploads into the engine, diagnosis uploads to relay.
+        // 1. New records: encounter uploads into the engine, diagnosis uploads to relay;
+        //    then, in the same blocking call, uploads no key can match any more are dropped
+        //    (see `prune_cutoff`; by the ledger tip's time, so every edge prunes alike).
         let from = state.next_record;
         let engine = state.engine.clone();
-        let (next, diagnoses, added) = self
-            .blocking(move |s, _| scan_records(s, from, &engine))
-            .await?;
-        state.next_record = Some(next);
-        self.metrics.tracing.uploads_held.inc_by(added);
-        // Encounters no key the ledger can still accept will match are dropped: keys are at
-        // most `MAX_KEY_AGE_DAYS` days older than the block that publishes (or releases)
-        // them, so an encounter that ended more than that (plus a day of margin and the
-        // skew) before the tip's time can never match again. The tip's time, not this
-        // machine's clock, so that every edge of one ledger prunes alike.
-        // Once per hour of ledger time at most (a prune scans every upload held).
-        let engine = state.engine.clone();
-        let skew_s = self.config.skew_s;
-        let last = state.pruned_to_s;
-        let pruned = self
-            .blocking(move |_, l| {
+        let (skew_s, last) = (self.config.skew_s, state.pruned_to_s);
+        let ((next, diagnoses, added), pruned) = self
+            .blocking(move |s, l| {
+                let scanned = scan_records(s, from, &engine)?;
                 let tip_s = l
                     .latest_header()
                     .map_err(|e| e.to_string())?
                     .map_or(0, |h| h.time_ms / 1000);
-                let Some(cutoff) = prune_cutoff(tip_s, skew_s, last) else {
-                    return Ok(None);
+                let pruned = match prune_cutoff(tip_s, skew_s, last) {
+                    Some(cutoff) => {
+                        let mut e = engine.lock().map_err(|_| "engine poisoned".to_string())?;
+                        let before = e.uploads();
+                        e.prune_before(cutoff);
+                        Some((cutoff, (before - e.uploads()) as u64))
+                    }
+                    None => None,
                 };
-                let mut e = engine.lock().map_err(|_| "engine poisoned".to_string())?;
-                let before = e.uploads();
-                e.prune_before(cutoff);
-                Ok(Some((cutoff, (before - e.uploads()) as u64)))
+                Ok((scanned, pruned))
             })
             .await?;
+        state.next_record = Some(next);
+        self.metrics.tracing.uploads_held.inc_by(added);
         if let Some((cutoff, dropped)) = pruned {
             state.pruned_to_s = cutoff;
             self.metrics.tracing.uploads_pruned.inc_by(dropped);
