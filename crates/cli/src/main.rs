@@ -169,11 +169,43 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    let code = match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
             report(&e);
             ExitCode::FAILURE
+        }
+    };
+    // Stop every task (nodes of an interrupted run still write into their homes) before
+    // removing what was left to remove at exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(15));
+    remove_registered_dirs();
+    code
+}
+
+/// Directories to remove once the runtime has stopped (see [`remove_at_exit`]).
+static REMOVE_AT_EXIT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Removes `dir` when the process exits normally, after every task has stopped: a run that
+/// was interrupted leaves its nodes' tasks writing into their homes (creating files while
+/// a removal walks the tree), which only stop with the runtime.
+pub(crate) fn remove_at_exit(dir: PathBuf) {
+    match REMOVE_AT_EXIT.lock() {
+        Ok(mut dirs) => dirs.push(dir),
+        Err(poisoned) => poisoned.into_inner().push(dir),
+    }
+}
+
+fn remove_registered_dirs() {
+    let dirs = match REMOVE_AT_EXIT.lock() {
+        Ok(mut dirs) => std::mem::take(&mut *dirs),
+        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+    };
+    for dir in dirs {
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!("warning: cannot remove {}: {e}", dir.display());
         }
     }
 }

@@ -126,7 +126,13 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         () = crate::shutdown_signal() => Err(anyhow::anyhow!("interrupted; no metrics written")),
     };
     if temporary {
-        let _ = std::fs::remove_dir_all(&home);
+        if result.is_ok() {
+            // The network is shut down: nothing writes into it any more.
+            let _ = std::fs::remove_dir_all(&home);
+        }
+        // Once every task has stopped (an interrupted run's nodes are still running), and
+        // again if the removal above met a file created meanwhile.
+        crate::remove_at_exit(home.clone());
     }
     let m = result?;
     let json = serde_json::to_string_pretty(&m)?;

@@ -155,13 +155,15 @@ fn a_terminated_simulation_removes_its_temporary_network() {
         std::path::PathBuf::from("/dev/shm").join(&name),
         std::env::temp_dir().join(&name),
     ];
-    // The network is up once its genesis is written.
+    // The nodes are running (and writing into the network's directory) once the last
+    // edge has opened its store.
     let home = eventually(Duration::from_secs(120), "the temporary network", || {
         candidates
             .iter()
-            .find(|h| h.join("genesis.json").is_file())
+            .find(|h| h.join("edge-1/data/edge.redb").is_file())
             .cloned()
     });
+    std::thread::sleep(Duration::from_millis(500));
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
