@@ -564,7 +564,15 @@ impl AerosolWorker {
                 _ = stop.wait_for(|s| *s) => break,
                 () = tokio::time::sleep(tick) => {}
             }
-            if let Err(e) = self.step(&mut state, &mqtt).await {
+            // A stop cuts a step short: it may be waiting for commits that will never
+            // come once the node's follower has stopped (30 s each). The worker reads
+            // its store from the start again on the next start, and what is already on
+            // the ledger is not published twice; devices read the ledger too.
+            let result = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                r = self.step(&mut state, &mqtt) => r,
+            };
+            if let Err(e) = result {
                 tracing::warn!(error = %e, "aerosol step failed");
             }
         }

@@ -571,7 +571,7 @@ pub struct TracingWorker {
 
 /// Least time between two runs matching cases again for encounters that arrived after their
 /// keys were matched (each run re-indexes every encounter the engine holds).
-const REMATCH_INTERVAL: Duration = Duration::from_secs(5);
+pub const REMATCH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The cutoff to prune the engine's uploads to when the ledger's tip has time `tip_s` and
 /// the last prune was to `last_s`: encounters that ended more than `MAX_KEY_AGE_DAYS` + 1
@@ -644,7 +644,15 @@ impl TracingWorker {
                 _ = stop.wait_for(|s| *s) => break,
                 () = tokio::time::sleep(tick) => {}
             }
-            if let Err(e) = self.step(&mut state, &mqtt).await {
+            // A stop cuts a step short: it may be waiting for commits that will never
+            // come once the node's follower has stopped (30 s each). The worker reads
+            // its store from the start again on the next start, and what is already on
+            // the ledger is not published twice; devices read the ledger too.
+            let result = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                r = self.step(&mut state, &mqtt) => r,
+            };
+            if let Err(e) = result {
                 tracing::warn!(error = %e, "tracing step failed");
             }
         }

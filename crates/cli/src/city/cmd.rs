@@ -164,6 +164,12 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         f(m.notification.latency_s.p95)
     );
     println!(
+        "  missed exposures: {} not judged close, {} judged close but not delivered; {} notices unresolved",
+        m.notification.missed.not_judged_close,
+        m.notification.missed.judged_close_not_delivered,
+        m.notification.unresolved_notices
+    );
+    println!(
         "aerosol alerts: precision {} recall {} ({} truly elevated windows)",
         r(m.aerosol_alerts.precision),
         r(m.aerosol_alerts.recall),

@@ -143,6 +143,22 @@ pub struct NotificationMetrics {
     pub true_exposures: u64,
     /// (phone, case) pairs notified.
     pub notified_pairs: u64,
+    /// Where the true exposures that were not notified were lost.
+    pub missed: MissedExposures,
+    /// Notices heard whose phone (own RPI) or case (upload) the driver could not name.
+    pub unresolved_notices: u64,
+}
+
+/// The true exposures no notice reached, by where they were lost. The evaluation engine
+/// (the edges' scorer over every upload, see [`CloseContactMetrics::method`]) tells the
+/// two apart: what it judged close, the edges should have notified.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MissedExposures {
+    /// No pair-day of the case's window was judged close: lost to distance estimation.
+    pub not_judged_close: u64,
+    /// Judged close on a day of the case's window, yet no notice reached the phone: lost
+    /// between the edges' matching and the phone.
+    pub judged_close_not_delivered: u64,
 }
 
 /// Aerosol alerts on the ledger against the truth's elevated-risk windows.
@@ -730,9 +746,32 @@ async fn drive(
     );
     mark = Instant::now();
 
-    // Drain: notices for every relayed case and alerts for every closed window.
+    // Drain: notices for every relayed case and alerts for every closed window. The edges
+    // are done once every relay outcome was heard and neither their tracing and aerosol
+    // counters nor the notices heard have moved for `settle`: longer than an edge waits
+    // before matching late encounters again (`REMATCH_INTERVAL`), so a rematch the last
+    // uploads called for has run and published by then.
+    let settle = trustedge_node::tracing_worker::REMATCH_INTERVAL + Duration::from_secs(3);
     let deadline = Instant::now() + Duration::from_secs(opts.drain_timeout_s);
-    let mut last_alerts = (u64::MAX, Instant::now());
+    let edge_work = || -> Vec<u64> {
+        metrics
+            .iter()
+            .flat_map(|m| {
+                let t = &m.tracing;
+                [
+                    t.uploads_held.get(),
+                    t.keys_matched.get(),
+                    t.rematches.get(),
+                    t.notices_published.get(),
+                    t.notice_errors.get(),
+                    t.relayed.get(),
+                    t.relay_errors.get(),
+                    m.aerosol.alerts_published.get(),
+                ]
+            })
+            .collect()
+    };
+    let mut last_work = (edge_work(), Instant::now());
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let (relays, quiet) = heard
@@ -740,22 +779,23 @@ async fn drive(
             .map(|h| {
                 (
                     h.relays_accepted + h.relays_refused,
-                    h.last_arrival
-                        .is_none_or(|t| t.elapsed() > Duration::from_secs(3)),
+                    h.last_arrival.is_none_or(|t| t.elapsed() > settle),
                 )
             })
             .unwrap_or((0, true));
-        let alerts: u64 = metrics
-            .iter()
-            .map(|m| m.aerosol.alerts_published.get())
-            .sum();
-        if alerts != last_alerts.0 {
-            last_alerts = (alerts, Instant::now());
+        let work = edge_work();
+        if work != last_work.0 {
+            last_work = (work, Instant::now());
         }
-        let alerts_settled = last_alerts.1.elapsed() > Duration::from_secs(5);
-        if (relays >= counts.confirmed_relayed && quiet && alerts_settled)
-            || Instant::now() > deadline
-        {
+        let settled = last_work.1.elapsed() > settle;
+        if relays >= counts.confirmed_relayed && quiet && settled {
+            break;
+        }
+        if Instant::now() > deadline {
+            tracing::warn!(
+                timeout_s = opts.drain_timeout_s,
+                "the edges were still working when the drain timed out; notices still on their way are not counted"
+            );
             break;
         }
     }
@@ -798,18 +838,19 @@ async fn drive(
         method: "pure ExposureEngine with the edges' settings over every upload sent, every app user's key of each day, judged day by day (evaluation only)",
     };
 
-    let (notified, mut lat) = {
+    let (notified, mut lat, unresolved_notices) = {
         let mut h = heard
             .lock()
             .map_err(|_| anyhow::anyhow!("listener poisoned"))?;
         for (rpi, source, at) in std::mem::take(&mut h.orphans) {
             h.resolve(rpi, source, at);
         }
-        // Still unresolved: dropped.
+        // Still unresolved: counted, then dropped.
+        let unresolved = h.orphans.len() as u64;
         h.orphans.clear();
         let set: BTreeSet<(PersonId, PersonId)> = h.notified.keys().copied().collect();
         let lat: Vec<f64> = h.notified.values().copied().collect();
-        (set, lat)
+        (set, lat, unresolved)
     };
     counts.notices = notified.len() as u64;
     lat.sort_by(f64::total_cmp);
@@ -819,6 +860,19 @@ async fn drive(
         .filter(|(_, case)| confirmed_app.contains(case))
         .collect();
     let npr = PrecisionRecall::of(&notified, &true_exp);
+    let judged: BTreeSet<(PersonId, PersonId)> = truth
+        .exposures_of(decided.iter().copied(), 14, start_s)
+        .into_iter()
+        .filter(|(_, case)| confirmed_app.contains(case))
+        .collect();
+    let mut missed = MissedExposures::default();
+    for e in true_exp.difference(&notified) {
+        if judged.contains(e) {
+            missed.judged_close_not_delivered += 1;
+        } else {
+            missed.not_judged_close += 1;
+        }
+    }
     let notification = NotificationMetrics {
         precision: npr.precision_defined(),
         recall: npr.recall_defined(),
@@ -829,6 +883,8 @@ async fn drive(
         },
         true_exposures: true_exp.len() as u64,
         notified_pairs: notified.len() as u64,
+        missed,
+        unresolved_notices,
     };
 
     let aerosol = aerosol_metrics(net, city, &player, observer.as_ref()).await?;

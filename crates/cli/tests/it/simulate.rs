@@ -116,7 +116,17 @@ fn small_city_through_the_real_stack() {
             "no notice delivered: {v:#}"
         );
         assert!(num(&v, "notification.recall") > 0.0, "{v:#}");
+        // Every missed exposure is put down to one place.
+        let truly = num(&v, "notification.true_exposures");
+        let found = (num(&v, "notification.recall") * truly).round();
+        assert_eq!(
+            num(&v, "notification.missed.not_judged_close")
+                + num(&v, "notification.missed.judged_close_not_delivered"),
+            truly - found,
+            "{v:#}"
+        );
     }
+    assert!(v["notification"]["unresolved_notices"].is_u64(), "{v:#}");
     // The close-contact decision finds real contacts.
     assert!(num(&v, "close_contact.recall") > 0.3, "{v:#}");
     assert!(num(&v, "close_contact.precision") > 0.3, "{v:#}");

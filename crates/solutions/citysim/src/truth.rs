@@ -267,6 +267,23 @@ impl Truth {
     /// with a confirmed app-using case on a day from `days_before` days before the case's
     /// onset (or test, if asymptomatic) to its confirmation.
     pub fn true_exposures(&self, days_before: u32, start_s: u64) -> BTreeSet<(PersonId, PersonId)> {
+        let pairs = self
+            .close_contacts
+            .iter()
+            .filter(|c| c.both_app)
+            .map(|c| (c.day, c.a, c.b));
+        self.exposures_of(pairs, days_before, start_s)
+    }
+
+    /// `(exposed, case)` for each pair-day `(day index, a, b)` of `pairs` on which one of
+    /// the two is a confirmed case and the day falls in that case's window (as
+    /// [`Truth::true_exposures`]): what notifying exactly those pair-days would notify.
+    pub fn exposures_of(
+        &self,
+        pairs: impl IntoIterator<Item = (u32, PersonId, PersonId)>,
+        days_before: u32,
+        start_s: u64,
+    ) -> BTreeSet<(PersonId, PersonId)> {
         let mut window: BTreeMap<PersonId, (u32, u32)> = BTreeMap::new();
         for e in &self.epi {
             if let (Some(c), Some(t)) = (self.observed_confirmation_s(e), e.tested_s) {
@@ -277,10 +294,10 @@ impl Truth {
             }
         }
         let mut out = BTreeSet::new();
-        for c in self.close_contacts.iter().filter(|c| c.both_app) {
-            for (case, other) in [(c.a, c.b), (c.b, c.a)] {
+        for (day, a, b) in pairs {
+            for (case, other) in [(a, b), (b, a)] {
                 if let Some(&(from, to)) = window.get(&case)
-                    && (from..=to).contains(&c.day)
+                    && (from..=to).contains(&day)
                 {
                     out.insert((other, case));
                 }
