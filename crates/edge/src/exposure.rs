@@ -9,8 +9,10 @@
 //! I/O: times come from the uploads, the shuffle seed from the caller.
 //!
 //! # Steps of [`ExposureEngine::process`]
-//! 1. An [`RpiIndex`] of every RPI the held uploads observed (rebuilt when uploads change),
-//!    and [`match_keys`] with ±`skew_s` (GAEN's 2 h by default).
+//! 1. An [`RpiIndex`] of every RPI the held uploads observed (in runs: uploads added since
+//!    the last match become a new run, merged with older ones as a log-structured merge
+//!    tree does, see `IndexRuns`), and [`match_keys`] with ±`skew_s` (GAEN's 2 h by
+//!    default).
 //! 2. Each match names an encounter; its RSSI samples are scored by the
 //!    [`ExposureScorer`] (GAEN v2 exposure windows and the close-contact rule, see
 //!    `trustedge_distance`), with the transmitter's TX power decrypted from the
@@ -219,7 +221,8 @@ pub struct ExposureEngine {
     config: EngineConfig,
     uploads: Vec<Held>,
     encounters: usize,
-    index: Option<RpiIndex>,
+    /// The RPI index, in runs over consecutive uploads (see [`IndexRuns`]).
+    index: IndexRuns,
     /// Keys seen per diagnosis upload (accumulated over releases).
     keys: BTreeMap<Hash, Vec<DiagnosisKey>>,
     /// RPIs notified per diagnosis upload.
@@ -240,6 +243,103 @@ fn split_id(id: u64) -> (usize, usize) {
     ((id >> 16) as usize, (id & 0xffff) as usize)
 }
 
+/// The RPI index of the held uploads as runs, each an [`RpiIndex`] over consecutive
+/// uploads, oldest first, their sizes falling geometrically.
+///
+/// Uploads arrive all the time and keys are matched often (every release, and every
+/// rematch), so one index rebuilt over everything held at each match would sort every
+/// observation again each time: on a busy edge, millions for a handful of new ones. Here
+/// the uploads added since the last match become a new run; a run is merged (rebuilt)
+/// with the one before while it is at least half that one's size, as in a log-structured
+/// merge tree. Each observation is sorted O(log n) times over the life of the engine and
+/// a match looks in O(log n) runs. Matching the runs one after another finds what one
+/// index over all of them finds: every observation is in exactly one run.
+#[derive(Debug, Clone, Default)]
+struct IndexRuns {
+    /// `(first upload, past the last upload, index)`, in upload order, contiguous from 0.
+    runs: Vec<(usize, usize, RpiIndex)>,
+}
+
+impl IndexRuns {
+    /// Uploads covered.
+    fn covered(&self) -> usize {
+        self.runs.last().map_or(0, |r| r.1)
+    }
+
+    /// Indexes the uploads not covered yet, merging runs as needed.
+    fn cover(&mut self, uploads: &[Held]) {
+        let mut end = uploads.len();
+        let mut start = self.covered();
+        if start >= end {
+            return;
+        }
+        let observations_in = |from: usize, to: usize| -> usize {
+            uploads
+                .get(from..to)
+                .map_or(0, |hs| hs.iter().map(|h| h.upload.encounters.len()).sum())
+        };
+        let mut size = observations_in(start, end);
+        if size == 0
+            && let Some(last) = self.runs.last_mut()
+        {
+            // Uploads with no encounter: nothing to index.
+            last.1 = end;
+            return;
+        }
+        while let Some(last) = self.runs.last() {
+            if size * 2 < last.2.len() {
+                break;
+            }
+            size += last.2.len();
+            start = last.0;
+            self.runs.pop();
+        }
+        if let Some(last) = self.runs.last() {
+            // Contiguous by construction; never past the uploads.
+            start = last.1;
+        }
+        end = end.max(start);
+        let observations: Vec<Observation> = uploads
+            .get(start..end)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .flat_map(|(k, h)| {
+                h.upload
+                    .encounters
+                    .iter()
+                    .enumerate()
+                    .map(move |(e, enc)| Observation {
+                        rpi: enc.rpi,
+                        time_s: enc.first_seen_s,
+                        id: observation_id(start + k, e),
+                    })
+            })
+            .collect();
+        self.runs.push((start, end, RpiIndex::new(observations)));
+    }
+
+    /// [`match_keys`] over every run: the matches of all runs, keys skipped as the first
+    /// run (any run) reports them.
+    fn match_keys(
+        &self,
+        keys: &[DiagnosisKey],
+        skew_s: u64,
+    ) -> trustedge_tracing::matching::MatchReport {
+        let mut runs = self.runs.iter();
+        let Some(first) = runs.next() else {
+            return match_keys(keys, &RpiIndex::new(Vec::new()), skew_s);
+        };
+        let mut report = match_keys(keys, &first.2, skew_s);
+        for run in runs {
+            report
+                .matches
+                .extend(match_keys(keys, &run.2, skew_s).matches);
+        }
+        report
+    }
+}
+
 impl ExposureEngine {
     /// An empty engine.
     pub fn new(config: EngineConfig) -> Result<ExposureEngine, ExposureError> {
@@ -252,7 +352,7 @@ impl ExposureEngine {
             config,
             uploads: Vec::new(),
             encounters: 0,
-            index: None,
+            index: IndexRuns::default(),
             keys: BTreeMap::new(),
             notified: HashMap::new(),
             key_rpis: HashMap::new(),
@@ -298,8 +398,8 @@ impl ExposureEngine {
                 self.rematch.extend(sources.iter().copied());
             }
         }
+        // Indexed by the next `process` (a run of the uploads added since).
         self.uploads.push(Held { device, upload });
-        self.index = None;
         Ok(())
     }
 
@@ -324,7 +424,8 @@ impl ExposureEngine {
         });
         if self.uploads.len() != before {
             self.encounters = self.uploads.iter().map(|h| h.upload.encounters.len()).sum();
-            self.index = None;
+            // Positions moved: every run is built again.
+            self.index = IndexRuns::default();
         }
         let skew = self.config.skew_s;
         let stale: Vec<Hash> = self
@@ -350,29 +451,6 @@ impl ExposureEngine {
             self.keys.remove(&h);
             self.notified.remove(&h);
         }
-    }
-
-    fn index(&mut self) -> &RpiIndex {
-        let uploads = &self.uploads;
-        self.index.get_or_insert_with(|| {
-            RpiIndex::new(
-                uploads
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(u, h)| {
-                        h.upload
-                            .encounters
-                            .iter()
-                            .enumerate()
-                            .map(move |(e, enc)| Observation {
-                                rpi: enc.rpi,
-                                time_s: enc.first_seen_s,
-                                id: observation_id(u, e),
-                            })
-                    })
-                    .collect(),
-            )
-        })
     }
 
     /// Matches the keys released for diagnosis upload `source_upload` (added to those seen
@@ -410,7 +488,8 @@ impl ExposureEngine {
             }
         }
         let skew_s = self.config.skew_s;
-        let report = match_keys(&keys, self.index(), skew_s);
+        self.index.cover(&self.uploads);
+        let report = self.index.match_keys(&keys, skew_s);
         let mut outcome = ProcessOutcome {
             keys_expanded: keys.len() - report.skipped.len(),
             matches: report.matches.len(),
@@ -1089,6 +1168,60 @@ mod tests {
             engine.add_upload(link(3), u).unwrap();
         }
         assert!(engine.take_rematch().is_empty());
+    }
+
+    #[test]
+    fn matching_between_uploads_finds_what_one_match_over_all_finds() {
+        let case = device(1, 120);
+        let other = device(99, 120);
+        let contacts: Vec<Broadcaster> = (2..26).map(|i| device(i, 120)).collect();
+        let mut uploads = Vec::new();
+        for (i, rx) in contacts.iter().enumerate() {
+            let i = i as u64;
+            let (from, rssi) = (i % 5 * 10, -50 - (i % 4) as i8 * 8);
+            for u in heard(rx, &case, from, from + 20 + i % 30, rssi) {
+                uploads.push((link(i as u8 + 2), u));
+            }
+            for u in heard(rx, &other, 0, 30, -55) {
+                uploads.push((link(i as u8 + 2), u));
+            }
+        }
+        let mut all_at_once = ExposureEngine::new(EngineConfig::default()).unwrap();
+        let mut stepwise = all_at_once.clone();
+        for (i, (l, u)) in uploads.iter().enumerate() {
+            all_at_once.add_upload(*l, u.clone()).unwrap();
+            stepwise.add_upload(*l, u.clone()).unwrap();
+            // Another case matched between uploads: the index grows in runs.
+            if i % 3 == 0 {
+                stepwise.process(
+                    Hash::sha256(b"other"),
+                    &keys_of(&other),
+                    &ThresholdScorer,
+                    [0; 32],
+                );
+            }
+        }
+        let source = Hash::sha256(b"case");
+        let a = all_at_once.process(source, &keys_of(&case), &ThresholdScorer, [5; 32]);
+        let b = stepwise.process(source, &keys_of(&case), &ThresholdScorer, [5; 32]);
+        assert!(a.notices().count() > 0 && a.matches > 0);
+        assert_eq!(a, b);
+        // The runs cover every upload once, in order, their sizes falling geometrically.
+        let runs = &stepwise.index.runs;
+        assert!(runs.len() > 1, "one run: nothing was merged incrementally");
+        assert_eq!(runs.first().map(|r| r.0), Some(0));
+        assert_eq!(runs.last().map(|r| r.1), Some(uploads.len()));
+        for w in runs.windows(2) {
+            assert_eq!(w[0].1, w[1].0);
+            assert!(
+                w[1].2.len() * 2 < w[0].2.len(),
+                "{} then {}",
+                w[0].2.len(),
+                w[1].2.len()
+            );
+        }
+        let observations: usize = runs.iter().map(|r| r.2.len()).sum();
+        assert_eq!(observations, stepwise.encounters());
     }
 
     #[test]
