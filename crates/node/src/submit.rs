@@ -25,8 +25,15 @@ async fn on_ledger<T: Send + 'static>(
         .map_err(|e| e.to_string())?
 }
 
+/// Transactions per submission request: a worker's transactions are at most a few KiB
+/// each, so 256 stay well under the API's request limit.
+const TXS_PER_REQUEST: usize = 256;
+
 /// Signs `payloads` as `key` with consecutive nonces after the replica's last one and
-/// submits them in one batch through `api`: each transaction's hash, or why it was refused.
+/// submits them through `api`, in batches of at most `TXS_PER_REQUEST`, one after the
+/// other: each transaction's hash, or why it was refused. Sign everything a step
+/// publishes in one call: a second call before the first one's transactions commit would
+/// read the same last nonce and sign the same nonces again.
 pub(crate) async fn sign_and_submit(
     ledger: &Arc<Ledger>,
     api: &Client,
@@ -56,18 +63,23 @@ pub(crate) async fn sign_and_submit(
             .sign(key)
         })
         .collect();
-    let r = api
-        .submit_batch(&txs)
-        .await
-        .map_err(|e| format!("submission refused: {e}"))?;
-    Ok(r.results
-        .into_iter()
-        .map(|item| match (item.hash, item.error) {
-            (Some(h), _) => Ok(h),
-            (None, Some(e)) => Err(format!("{}: {}", e.code, e.message)),
-            (None, None) => Err("refused".into()),
-        })
-        .collect())
+    let mut out = Vec::with_capacity(txs.len());
+    for chunk in txs.chunks(TXS_PER_REQUEST) {
+        let r = api
+            .submit_batch(chunk)
+            .await
+            .map_err(|e| format!("submission refused: {e}"))?;
+        out.extend(
+            r.results
+                .into_iter()
+                .map(|item| match (item.hash, item.error) {
+                    (Some(h), _) => Ok(h),
+                    (None, Some(e)) => Err(format!("{}: {}", e.code, e.message)),
+                    (None, None) => Err("refused".into()),
+                }),
+        );
+    }
+    Ok(out)
 }
 
 /// Waits for `hash` on the replica: `Ok(height)` when it committed and succeeded.

@@ -734,10 +734,14 @@ impl TracingWorker {
             uploads.extend(again);
             state.last_rematch = Some(Instant::now());
         }
+        // Every case's notices are submitted together and their commits awaited together:
+        // one round of blocks for the lot, not one per case (a step matching dozens of
+        // cases again waited for dozens of blocks in turn).
+        let mut batches = Vec::new();
         for upload in uploads {
-            self.match_and_publish(state, mqtt, upload).await?;
+            batches.extend(self.match_upload(state, upload).await?);
         }
-        Ok(())
+        self.publish_notices(mqtt, batches).await
     }
 
     async fn sign_and_submit(
@@ -830,15 +834,16 @@ impl TracingWorker {
         }
     }
 
-    async fn match_and_publish(
+    /// Matches diagnosis upload `upload`'s released keys: its notices not yet on the
+    /// ledger, one transaction's worth each.
+    async fn match_upload(
         &self,
         state: &mut State,
-        mqtt: &AsyncClient,
         upload: Hash,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<Vec<ExposureNotice>>, String> {
         let keys = self.blocking(move |_, l| released_keys(l, &upload)).await?;
         if keys.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let engine = state.engine.clone();
         let scorer = self.scorer.clone();
@@ -871,28 +876,37 @@ impl TracingWorker {
         );
         // Leave out notices already on the ledger (a restart re-matches old uploads).
         let batches = outcome.batches;
-        let batches = self
-            .blocking(move |_, l| {
-                let snap = l.store().snapshot().map_err(|e| e.to_string())?;
-                let mut out = Vec::new();
-                for b in batches {
-                    let mut fresh = Vec::new();
-                    for n in b.notices {
-                        let id = exposure::notice_id(&n.source_upload, n.day, &n.rpis);
-                        if exposure::notice(&snap, &id)
-                            .map_err(|e| e.to_string())?
-                            .is_none()
-                        {
-                            fresh.push(n);
-                        }
-                    }
-                    if !fresh.is_empty() {
-                        out.push(fresh);
+        self.blocking(move |_, l| {
+            let snap = l.store().snapshot().map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            for b in batches {
+                let mut fresh = Vec::new();
+                for n in b.notices {
+                    let id = exposure::notice_id(&n.source_upload, n.day, &n.rpis);
+                    if exposure::notice(&snap, &id)
+                        .map_err(|e| e.to_string())?
+                        .is_none()
+                    {
+                        fresh.push(n);
                     }
                 }
-                Ok(out)
-            })
-            .await?;
+                if !fresh.is_empty() {
+                    out.push(fresh);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Submits each batch of notices as one transaction, all signed and in flight at once,
+    /// then awaits each commit and pushes the committed notices to devices.
+    async fn publish_notices(
+        &self,
+        mqtt: &AsyncClient,
+        batches: Vec<Vec<ExposureNotice>>,
+    ) -> Result<(), String> {
+        let m = &self.metrics.tracing;
         if batches.is_empty() {
             return Ok(());
         }
@@ -908,7 +922,8 @@ impl TracingWorker {
             })
             .collect();
         let results = self.sign_and_submit(payloads).await?;
-        for (notices, r) in batches.into_iter().zip(results) {
+        let submitted: Vec<_> = batches.into_iter().zip(results).collect();
+        for (notices, r) in submitted {
             let height = match r {
                 Ok(h) => self.await_commit(h).await,
                 Err(e) => Err(e),
