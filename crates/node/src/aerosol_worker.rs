@@ -82,8 +82,10 @@ pub const CASE_PRESENCE_KIND: &str = "case_presence";
 pub const AEROSOL_TOPIC_PREFIX: &str = "te/v1/notices/aerosol/";
 /// How long a case's presences wait for its upload (and their alerts) to be committed.
 pub const PRESENCE_WAIT: Duration = Duration::from_secs(600);
-/// Most records read from the store per tick.
-const SCAN_BATCH: usize = 4096;
+/// Most records read from the store per step: what arrived since the last step, unless the
+/// worker is far behind (a busy edge, a restart); as the tracing worker's, whose reads of
+/// 4096 a step fell minutes behind a busy edge's store.
+const SCAN_BATCH: usize = 1 << 16;
 /// Most events read per page.
 const EVENTS_PAGE: usize = 500;
 /// Most case-presence readings waiting at once (further ones are dropped and counted).

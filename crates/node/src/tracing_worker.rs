@@ -72,8 +72,11 @@ pub const DIAGNOSIS_KIND: &str = "diagnosis";
 pub const EXPOSURE_TOPIC_PREFIX: &str = "te/v1/notices/exposure/";
 /// Prefix of the topics relay outcomes are pushed on (`…/<upload id hex>`).
 pub const RELAY_TOPIC_PREFIX: &str = "te/v1/notices/relay/";
-/// Most records read from the store per tick.
-const SCAN_BATCH: usize = 4096;
+/// Most records read from the store per step: what arrived since the last step, unless the
+/// worker is far behind (a busy edge, a restart). 4096 was too few: while steps ran long
+/// (matching, commits), the reads fell minutes behind what the edge stored, and a late
+/// read is a late match.
+const SCAN_BATCH: usize = 1 << 16;
 /// Most events read per tick.
 const EVENTS_PAGE: usize = 500;
 
