@@ -121,10 +121,7 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     };
     // Ctrl-C or SIGTERM stops the run; a temporary network is removed either way (it can
     // hold gigabytes in /dev/shm, which is memory).
-    let result = tokio::select! {
-        r = super::run(&opts, Arc::new(NoObserver)) => r,
-        () = crate::shutdown_signal() => Err(anyhow::anyhow!("interrupted; no metrics written")),
-    };
+    let result = super::run(&opts, Arc::new(NoObserver), crate::shutdown_signal()).await;
     if temporary {
         if result.is_ok() {
             // The network is shut down: nothing writes into it any more.

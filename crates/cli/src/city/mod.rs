@@ -443,10 +443,26 @@ fn now_s() -> u64 {
     crate::init::now_ms() / 1000
 }
 
-/// Runs the city through the real stack and returns its metrics.
+/// A run stopped by its `stop` future before the city ended (the network was shut down
+/// in order first).
+#[derive(Debug)]
+pub struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted; no metrics written")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// Runs the city through the real stack and returns its metrics. When `stop` resolves
+/// first, the city stops, the network is shut down node by node (as at the end of a run)
+/// and the error is [`Stopped`].
 pub async fn run(
     opts: &CityRunOptions,
     observer: Arc<dyn CityObserver>,
+    stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<CityMetrics> {
     let wall = Instant::now();
     let mut phases = BTreeMap::new();
@@ -515,7 +531,12 @@ pub async fn run(
         })
         .collect();
     let net = net::Net::start(&opts.home, seed, &rooms).await?;
-    let result = drive(opts, observer, &city, &net, player, wall, &mut phases).await;
+    // Dropping the network instead would cancel its nodes' tasks mid-way (the consensus
+    // engine's actors panic when their tasks are cancelled under them).
+    let result = tokio::select! {
+        r = drive(opts, observer, &city, &net, player, wall, &mut phases) => r,
+        () = stop => Err(anyhow::Error::new(Stopped)),
+    };
     mark = Instant::now();
     net.shutdown().await;
     let mut m = result?;

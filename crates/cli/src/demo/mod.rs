@@ -117,10 +117,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     tokio::pin!(interrupted);
 
     let observer: Arc<dyn city::feed::CityObserver> = dashboard.clone();
-    let outcome = tokio::select! {
-        r = city::run(&opts, observer) => Some(r),
-        () = &mut deadline => None,
-        () = &mut interrupted => None,
+    let stop = async {
+        tokio::select! {
+            () = &mut deadline => {}
+            () = &mut interrupted => {}
+        }
+    };
+    // Stopped (by --seconds or a signal): `None`, after the network was shut down.
+    let outcome = match city::run(&opts, observer, stop).await {
+        Err(e) if e.is::<city::Stopped>() => None,
+        r => Some(r),
     };
     let mut failure = None;
     match outcome {
