@@ -127,7 +127,10 @@ pub trait ExposureScorer {
 pub struct EngineConfig {
     /// Clock skew accepted between an RPI's interval and its observation, in seconds.
     pub skew_s: u64,
-    /// Most encounters held; uploads beyond it are refused until pruning makes room.
+    /// Most encounters held. An upload that would go past it first evicts the oldest
+    /// uploads held (at least a tenth of the limit's worth at once, so that evictions and
+    /// the index rebuilds they cause stay rare): the newest encounters are the ones keys
+    /// still to come will match. An upload larger than the limit by itself is refused.
     pub max_encounters: usize,
     /// Most notices in one transaction (at most the contract's 64).
     pub max_notices_per_tx: usize,
@@ -137,8 +140,10 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             skew_s: DEFAULT_SKEW_S,
-            // 14 days of a busy edge: 2 M encounters are ~100 MB of samples at most.
-            max_encounters: 2_000_000,
+            // 14 days of an edge serving about 5,000 phones: the 10,000-person city's two
+            // edges each received about 5.3 M encounters in 14 days (2 M, the limit
+            // before, filled by day 4 and refused the rest).
+            max_encounters: 8_000_000,
             max_notices_per_tx: MAX_NOTICES_PER_CALL,
         }
     }
@@ -147,7 +152,7 @@ impl Default for EngineConfig {
 /// Errors of the engine.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExposureError {
-    /// Holding this upload would exceed [`EngineConfig::max_encounters`].
+    /// This upload alone has more encounters than [`EngineConfig::max_encounters`].
     #[error("the engine holds {held} encounters; {adding} more exceed the limit of {max}")]
     Full {
         /// Encounters held.
@@ -221,6 +226,8 @@ pub struct ExposureEngine {
     config: EngineConfig,
     uploads: Vec<Held>,
     encounters: usize,
+    /// Uploads evicted to stay within `max_encounters`, since the engine started.
+    evicted: u64,
     /// The RPI index, in runs over consecutive uploads (see [`IndexRuns`]).
     index: IndexRuns,
     /// Keys seen per diagnosis upload (accumulated over releases).
@@ -352,6 +359,7 @@ impl ExposureEngine {
             config,
             uploads: Vec::new(),
             encounters: 0,
+            evicted: 0,
             index: IndexRuns::default(),
             keys: BTreeMap::new(),
             notified: HashMap::new(),
@@ -385,12 +393,16 @@ impl ExposureEngine {
         if n > MAX_ENCOUNTERS_PER_UPLOAD {
             return Err(ExposureError::UploadTooLarge(n));
         }
-        if self.encounters + n > self.config.max_encounters {
+        let max = self.config.max_encounters;
+        if n > max {
             return Err(ExposureError::Full {
                 held: self.encounters,
                 adding: n,
-                max: self.config.max_encounters,
+                max,
             });
+        }
+        if self.encounters + n > max {
+            self.evict_oldest((self.encounters + n - max).max(max / 10));
         }
         self.encounters += n;
         for e in &upload.encounters {
@@ -401,6 +413,32 @@ impl ExposureEngine {
         // Indexed by the next `process` (a run of the uploads added since).
         self.uploads.push(Held { device, upload });
         Ok(())
+    }
+
+    /// Uploads evicted (oldest first) to stay within [`EngineConfig::max_encounters`] since
+    /// the engine started.
+    pub fn evicted_uploads(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Evicts the oldest uploads until at least `encounters` encounters are freed (or none
+    /// is left).
+    fn evict_oldest(&mut self, encounters: usize) {
+        let mut freed = 0;
+        let k = self
+            .uploads
+            .iter()
+            .take_while(|h| {
+                let go = freed < encounters;
+                freed += h.upload.encounters.len();
+                go
+            })
+            .count();
+        self.uploads.drain(..k);
+        self.encounters = self.uploads.iter().map(|h| h.upload.encounters.len()).sum();
+        self.evicted += k as u64;
+        // Positions moved: every run is built again.
+        self.index = IndexRuns::default();
     }
 
     /// The diagnosis uploads to match again with [`ExposureEngine::process`] (with no new
@@ -1521,20 +1559,45 @@ mod tests {
         let near = device(2, 60);
         let uploads = heard(&near, &case, 0, 60, -50);
         let total: usize = uploads.iter().map(|u| u.encounters.len()).sum();
+        let largest = uploads.iter().map(|u| u.encounters.len()).max().unwrap();
+        let limit = total - 1;
+        assert!(largest <= limit);
         let mut engine = ExposureEngine::new(EngineConfig {
-            max_encounters: total - 1,
+            max_encounters: limit,
             ..EngineConfig::default()
         })
         .unwrap();
-        let mut refused = false;
-        for u in uploads {
-            refused |= matches!(
-                engine.add_upload(link(2), u),
-                Err(ExposureError::Full { .. })
-            );
+        for u in uploads.iter().cloned() {
+            engine.add_upload(link(2), u).unwrap();
         }
-        assert!(refused);
-        assert!(engine.encounters() < total);
+        // Full: the oldest uploads made room for the newest, which are all held.
+        assert!(engine.evicted_uploads() >= 1);
+        assert!(engine.encounters() <= limit);
+        assert_eq!(
+            engine.uploads() as u64 + engine.evicted_uploads(),
+            uploads.len() as u64
+        );
+        let newest = uploads.last().unwrap();
+        assert_eq!(engine.uploads.last().map(|h| &h.upload), Some(newest));
+        assert_eq!(
+            engine.uploads.first().map(|h| &h.upload),
+            uploads.get(engine.evicted_uploads() as usize)
+        );
+        // An upload larger than the limit by itself is refused.
+        let mut tiny = ExposureEngine::new(EngineConfig {
+            max_encounters: largest - 1,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        let big = uploads
+            .iter()
+            .find(|u| u.encounters.len() == largest)
+            .unwrap();
+        assert!(matches!(
+            tiny.add_upload(link(2), big.clone()),
+            Err(ExposureError::Full { .. })
+        ));
+        assert_eq!(tiny.uploads(), 0);
         engine.prune_before(T0 + 10 * DAY_S);
         assert_eq!((engine.uploads(), engine.encounters()), (0, 0));
         let out = engine.process(

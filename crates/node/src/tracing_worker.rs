@@ -140,6 +140,11 @@ pub struct TracingConfig {
     /// How often the worker looks at the store and the ledger, ms.
     #[serde(default = "defaults::poll_interval_ms")]
     pub poll_interval_ms: u64,
+    /// Most encounters the exposure engine holds in memory; past it the oldest uploads are
+    /// evicted (counted in `tracing_uploads_evicted`), see
+    /// [`trustedge_edge::exposure::EngineConfig::max_encounters`].
+    #[serde(default = "defaults::max_encounters")]
+    pub max_encounters: usize,
 }
 
 mod defaults {
@@ -183,6 +188,9 @@ mod defaults {
     pub fn poll_interval_ms() -> u64 {
         100
     }
+    pub fn max_encounters() -> usize {
+        trustedge_edge::exposure::EngineConfig::default().max_encounters
+    }
 }
 
 impl Default for TracingConfig {
@@ -203,6 +211,7 @@ impl Default for TracingConfig {
             export_region: defaults::export_region(),
             key_path: None,
             poll_interval_ms: defaults::poll_interval_ms(),
+            max_encounters: defaults::max_encounters(),
         }
     }
 }
@@ -237,6 +246,9 @@ impl TracingConfig {
             .map_err(|e| format!("tracing scoring: {e}"))?;
         if !(1..=86_400).contains(&self.chunk_s) {
             return Err("tracing.chunk_s must be in 1..=86400".into());
+        }
+        if !(1000..=1_000_000_000).contains(&self.max_encounters) {
+            return Err("tracing.max_encounters must be in 1000..=1000000000".into());
         }
         if !(10..=1_000_000).contains(&self.model_sessions) {
             return Err("tracing.model_sessions must be in 10..=1000000".into());
@@ -464,6 +476,9 @@ pub struct TracingMetrics {
     pub uploads_held: Counter,
     /// Encounter uploads dropped from the engine as too old to match any key.
     pub uploads_pruned: Counter,
+    /// Encounter uploads evicted from the engine, oldest first, to stay within
+    /// `[tracing] max_encounters`.
+    pub uploads_evicted: Counter,
     /// Diagnosis uploads matched again because encounters with their RPIs arrived later.
     pub rematches: Counter,
     /// Notices and relay outcomes not pushed over MQTT (queue full for `mqtt::PUSH_TIMEOUT`).
@@ -485,6 +500,7 @@ impl Default for TracingMetrics {
             ),
             uploads_held: Counter::default(),
             uploads_pruned: Counter::default(),
+            uploads_evicted: Counter::default(),
             rematches: Counter::default(),
             pushes_dropped: Counter::default(),
         }
@@ -538,6 +554,11 @@ impl TracingMetrics {
             "tracing_uploads_pruned",
             "Encounter uploads dropped from the exposure engine as too old to match any key",
             self.uploads_pruned.clone(),
+        );
+        r.register(
+            "tracing_uploads_evicted",
+            "Encounter uploads evicted from the exposure engine, oldest first, to stay within [tracing] max_encounters",
+            self.uploads_evicted.clone(),
         );
         r.register(
             "tracing_rematches",
@@ -596,6 +617,8 @@ struct State {
     pruned_to_s: u64,
     /// When cases were last matched again for late encounters.
     last_rematch: Option<Instant>,
+    /// Uploads the engine had evicted at the last look (its count is cumulative).
+    evicted: u64,
 }
 
 impl TracingWorker {
@@ -603,6 +626,7 @@ impl TracingWorker {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let engine = match ExposureEngine::new(EngineConfig {
             skew_s: self.config.skew_s,
+            max_encounters: self.config.max_encounters,
             ..EngineConfig::default()
         }) {
             Ok(e) => e,
@@ -640,6 +664,7 @@ impl TracingWorker {
             relayed: BTreeSet::new(),
             pruned_to_s: 0,
             last_rematch: None,
+            evicted: 0,
         };
         let tick = Duration::from_millis(self.config.poll_interval_ms);
         loop {
@@ -681,7 +706,7 @@ impl TracingWorker {
         let from = state.next_record;
         let engine = state.engine.clone();
         let (skew_s, last) = (self.config.skew_s, state.pruned_to_s);
-        let ((next, diagnoses, added), pruned) = self
+        let ((next, diagnoses, added), pruned, evicted) = self
             .blocking(move |s, l| {
                 let scanned = scan_records(s, from, &engine)?;
                 let tip_s = l
@@ -697,11 +722,20 @@ impl TracingWorker {
                     }
                     None => None,
                 };
-                Ok((scanned, pruned))
+                let evicted = engine
+                    .lock()
+                    .map_err(|_| "engine poisoned".to_string())?
+                    .evicted_uploads();
+                Ok((scanned, pruned, evicted))
             })
             .await?;
         state.next_record = Some(next);
         self.metrics.tracing.uploads_held.inc_by(added);
+        self.metrics
+            .tracing
+            .uploads_evicted
+            .inc_by(evicted.saturating_sub(state.evicted));
+        state.evicted = evicted;
         if let Some((cutoff, dropped)) = pruned {
             state.pruned_to_s = cutoff;
             self.metrics.tracing.uploads_pruned.inc_by(dropped);
