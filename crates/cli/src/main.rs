@@ -299,28 +299,46 @@ async fn run_node(home: PathBuf) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("node {}: {e}", home.display()))
 }
 
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM, which is how `demo` stops its nodes. A handler
-/// that cannot be installed never fires; the process can still be killed.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM, which is how `demo` stops its nodes. The
+/// handlers are installed when this is called, not when the future is first polled: a
+/// signal that arrives in between (while a network starts, say) is kept, and the future
+/// resolves at once when polled. A handler that cannot be installed never fires; the
+/// process can still be killed.
+#[cfg(unix)]
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
+    async move {
+        let int = async {
+            match int.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let term = async {
+            match term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = int => {}
+            () = term => {}
+        }
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
     }
 }

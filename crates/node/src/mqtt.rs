@@ -542,8 +542,13 @@ pub struct DeviceClientOptions {
     pub initial_backoff: Duration,
     /// Largest wait between attempts.
     pub max_backoff: Duration,
-    /// Most notices held until read; further ones are dropped.
+    /// Most notices held until read; further ones are dropped (and counted, see
+    /// [`DeviceClient::notices_dropped`]).
     pub notice_queue: usize,
+    /// Whether to subscribe to notices at all. A client publishing for many devices (a load
+    /// or city driver) leaves them to one listening client: every subscriber receives every
+    /// notice.
+    pub notices: bool,
 }
 
 impl Default for DeviceClientOptions {
@@ -554,6 +559,7 @@ impl Default for DeviceClientOptions {
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
             notice_queue: 256,
+            notices: true,
         }
     }
 }
@@ -575,6 +581,7 @@ pub struct DeviceClient {
     options: DeviceClientOptions,
     acks: mpsc::Receiver<Ack>,
     notices: mpsc::Receiver<Notice>,
+    notices_dropped: Arc<std::sync::atomic::AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -599,12 +606,16 @@ impl DeviceClient {
         let (ack_tx, acks) = mpsc::channel(64);
         let (notice_tx, notices) = mpsc::channel(options.notice_queue.max(1));
         let (ready_tx, mut ready) = watch::channel(false);
+        let notices_dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let task = tokio::spawn(device_loop(
             eventloop,
             client.clone(),
             topics::ack(token),
             ack_tx,
-            notice_tx,
+            options.notices.then_some(NoticeSink {
+                tx: notice_tx,
+                dropped: notices_dropped.clone(),
+            }),
             ready_tx,
         ));
         let connected = tokio::time::timeout(options.ack_timeout, ready.wait_for(|r| *r)).await;
@@ -618,6 +629,7 @@ impl DeviceClient {
             options,
             acks,
             notices,
+            notices_dropped,
             task,
         })
     }
@@ -739,6 +751,12 @@ impl DeviceClient {
             .flatten()
     }
 
+    /// Notices dropped because the queue was full (`notice_queue`).
+    pub fn notices_dropped(&self) -> u64 {
+        self.notices_dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Disconnects.
     pub async fn disconnect(self) {
         // Already disconnected is fine.
@@ -747,12 +765,18 @@ impl DeviceClient {
     }
 }
 
+/// Where a device connection puts the notices it receives.
+struct NoticeSink {
+    tx: mpsc::Sender<Notice>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
 async fn device_loop(
     mut eventloop: EventLoop,
     client: AsyncClient,
     ack_topic: String,
     acks: mpsc::Sender<Ack>,
-    notices: mpsc::Sender<Notice>,
+    notices: Option<NoticeSink>,
     ready: watch::Sender<bool>,
 ) {
     let mut backoff = Duration::from_millis(50);
@@ -763,7 +787,10 @@ async fn device_loop(
                 // A clean session forgets subscriptions: subscribe after every connect.
                 let subscribed = client
                     .try_subscribe(ack_topic.clone(), QoS::AtLeastOnce)
-                    .and_then(|()| client.try_subscribe(topics::NOTICES_FILTER, QoS::AtLeastOnce));
+                    .and_then(|()| match notices {
+                        Some(_) => client.try_subscribe(topics::NOTICES_FILTER, QoS::AtLeastOnce),
+                        None => Ok(()),
+                    });
                 if let Err(e) = subscribed {
                     tracing::warn!(error = %e, "device client cannot subscribe");
                 }
@@ -778,11 +805,18 @@ async fn device_loop(
                         // A full queue means nobody waits for these acks.
                         let _ = acks.try_send(ack);
                     }
-                } else if topic.starts_with(topics::NOTICES_PREFIX) {
-                    let _ = notices.try_send(Notice {
-                        topic,
-                        payload: p.payload.to_vec(),
-                    });
+                } else if topic.starts_with(topics::NOTICES_PREFIX)
+                    && let Some(sink) = &notices
+                    && sink
+                        .tx
+                        .try_send(Notice {
+                            topic,
+                            payload: p.payload.to_vec(),
+                        })
+                        .is_err()
+                {
+                    sink.dropped
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => break,

@@ -161,10 +161,12 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         f(m.notification.latency_s.p95)
     );
     println!(
-        "  missed exposures: {} not judged close, {} judged close but not delivered; {} notices unresolved",
+        "  missed exposures: {} not judged close, {} judged close but not delivered; notices: {} unresolved, {} dropped by this driver, {} pushes dropped by the edges",
         m.notification.missed.not_judged_close,
         m.notification.missed.judged_close_not_delivered,
-        m.notification.unresolved_notices
+        m.notification.unresolved_notices,
+        m.notification.dropped_by_driver,
+        m.notification.pushes_dropped_by_edges
     );
     println!(
         "aerosol alerts: precision {} recall {} ({} truly elevated windows)",

@@ -147,6 +147,12 @@ pub struct NotificationMetrics {
     pub missed: MissedExposures,
     /// Notices heard whose phone (own RPI) or case (upload) the driver could not name.
     pub unresolved_notices: u64,
+    /// Notices the driver's listening connections dropped because their queue was full
+    /// (lost to the measurement, not by the system).
+    pub dropped_by_driver: u64,
+    /// Notices and relay outcomes the edges gave up pushing over MQTT
+    /// (`tracing_pushes_dropped`).
+    pub pushes_dropped_by_edges: u64,
 }
 
 /// The true exposures no notice reached, by where they were lost. The evaluation engine
@@ -339,6 +345,34 @@ async fn connection(
         }
     }
     client.disconnect().await;
+}
+
+/// Forwards every notice an edge's listening connection receives until `stop`, then what
+/// is still queued; returns how many notices its full queue dropped.
+async fn listen(
+    mut client: DeviceClient,
+    arrivals: mpsc::UnboundedSender<Arrival>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> u64 {
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            n = client.next_notice(Duration::from_secs(1)) => {
+                if let Some(n) = n {
+                    let _ = arrivals.send(Arrival { notice: n, at: Instant::now() });
+                }
+            }
+        }
+    }
+    while let Some(n) = client.next_notice(Duration::ZERO).await {
+        let _ = arrivals.send(Arrival {
+            notice: n,
+            at: Instant::now(),
+        });
+    }
+    let dropped = client.notices_dropped();
+    client.disconnect().await;
+    dropped
 }
 
 /// The pool: `pool` connections per edge.
@@ -575,15 +609,33 @@ async fn drive(
 
     // The pool of MQTT connections and the notice listener.
     let (arr_tx, mut arr_rx) = mpsc::unbounded_channel::<Arrival>();
+    // The pool's connections only publish; one connection per edge listens to the notices
+    // for all the city's phones (every subscriber receives every notice, so 16 listening
+    // publishers meant 16 copies of each, and a connection busy publishing an hour's
+    // readings let its notice queue overflow).
     let options = DeviceClientOptions {
-        notice_queue: 1 << 16,
         ack_timeout: Duration::from_secs(30),
+        notices: false,
         ..DeviceClientOptions::default()
     };
+    let listen_options = DeviceClientOptions {
+        notice_queue: 1 << 20,
+        ..DeviceClientOptions::default()
+    };
+    let (listen_stop_tx, listen_stop_rx) = tokio::sync::watch::channel(false);
     let mut senders = Vec::new();
     let mut conn_tasks = Vec::new();
+    let mut listen_tasks = Vec::new();
     for (e, edge) in net.edges.iter().enumerate() {
         let addr = edge.mqtt_addr().context("an edge runs no broker")?;
+        let client =
+            DeviceClient::connect(addr, &format!("city-{e}-notices"), listen_options.clone())
+                .await?;
+        listen_tasks.push(tokio::spawn(listen(
+            client,
+            arr_tx.clone(),
+            listen_stop_rx.clone(),
+        )));
         let mut row = Vec::new();
         for s in 0..opts.pool.max(1) {
             let client =
@@ -825,10 +877,15 @@ async fn drive(
     phases.insert("drain".into(), round2(mark.elapsed().as_secs_f64()));
     mark = Instant::now();
     let _ = stop_tx.send(true);
+    let _ = listen_stop_tx.send(true);
     let _ = sampler.await;
     drop(pool);
     for t in conn_tasks {
         let _ = t.await;
+    }
+    let mut notices_dropped = 0;
+    for t in listen_tasks {
+        notices_dropped += t.await.unwrap_or(0);
     }
     let _ = listener.await;
     let _ = sample_chain(&net.validator(), &chain).await;
@@ -906,6 +963,8 @@ async fn drive(
         notified_pairs: notified.len() as u64,
         missed,
         unresolved_notices,
+        dropped_by_driver: notices_dropped,
+        pushes_dropped_by_edges: metrics.iter().map(|m| m.tracing.pushes_dropped.get()).sum(),
     };
 
     let aerosol = aerosol_metrics(net, city, &player, observer.as_ref()).await?;
