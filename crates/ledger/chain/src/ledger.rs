@@ -412,6 +412,19 @@ impl Ledger {
     /// clock; it is raised to one past the parent's time if it is not later.
     /// Transactions that turn out inadmissible are dropped from the mempool.
     pub fn propose_block(&self, time_ms: u64, proposer: Address) -> Result<Block, BlockError> {
+        self.propose_block_within(time_ms, proposer, &mut || true)
+    }
+
+    /// [`Ledger::propose_block`], taking transactions only while `more()` says so (asked
+    /// before each one; the first is always taken): the proposer's time budget, so that a
+    /// mempool of costly transactions yields a smaller block in time rather than a full one
+    /// too late for the round. What is left stays in the mempool for the next block.
+    pub fn propose_block_within(
+        &self,
+        time_ms: u64,
+        proposer: Address,
+        more: &mut dyn FnMut() -> bool,
+    ) -> Result<Block, BlockError> {
         let _g = lock(&self.commit_lock);
         let snap = self.store.snapshot()?;
         let parent_height = snap.height();
@@ -440,6 +453,9 @@ impl Ledger {
         let mut tx_ids = Vec::with_capacity(candidates.len());
         let mut dropped = Vec::new();
         for ((id, tx), ok) in candidates.into_iter().zip(sig_ok) {
+            if !txs.is_empty() && !more() {
+                break;
+            }
             match builder.apply(&tx, id, ok) {
                 Ok(_) => {
                     txs.push(tx);

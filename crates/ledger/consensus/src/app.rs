@@ -574,7 +574,15 @@ impl ConsensusApp {
 
         let ledger = self.ledger.clone();
         let now = (self.now_ms)();
-        let build = blocking("propose", move || Ok(ledger.propose_block(now, me)?));
+        // Executing transactions gets a third of the round's timeout; computing the state
+        // root and streaming the parts need the rest. A mempool of costly transactions
+        // (notice batches of 64 writes each) once took longer than whole rounds and stalled
+        // the chain for over a minute.
+        let budget = timeout / 3;
+        let build = blocking("propose", move || {
+            let started = std::time::Instant::now();
+            Ok(ledger.propose_block_within(now, me, &mut || started.elapsed() < budget)?)
+        });
         let mut block = match tokio::time::timeout(timeout, build).await {
             Ok(b) => b?,
             Err(_) => return Ok(None),

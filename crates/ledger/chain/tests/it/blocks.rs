@@ -235,3 +235,40 @@ fn mempool_drops_transactions_whose_nonce_another_block_used() {
         trustedge_chain::TxStatus::Unknown
     ));
 }
+
+#[test]
+fn a_proposal_within_a_budget_takes_what_fits_and_leaves_the_rest_for_the_next_block() {
+    let k = keys();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (open(d1.path(), &k), open(d2.path(), &k));
+    let txs: Vec<_> = (0..10u64)
+        .map(|i| register_device(&k.hospital_admin, i + 1, (i + 10) as u8))
+        .collect();
+    for r in a.submit_batch(txs) {
+        r.unwrap();
+    }
+    let proposer = Address::of_member(&k.validator.public());
+    // The budget allows two more after the first.
+    let mut left = 2;
+    let mut more = || {
+        left -= 1;
+        left >= 0
+    };
+    let block = a
+        .propose_block_within(1_700_000_001_000, proposer, &mut more)
+        .unwrap();
+    assert_eq!(block.txs.len(), 3);
+    // A valid block like any other; the rest stays for the next ones, in nonce order.
+    b.validate_block(&block).unwrap();
+    let cert = a.solo_certificate(&block, &k.validator);
+    a.commit_block(&block, &cert).unwrap();
+    b.commit_block(&block, &cert).unwrap();
+    assert_eq!(a.mempool_size().0, 7);
+    // An exhausted budget still takes one transaction: the chain always moves on.
+    let one = a
+        .propose_block_within(1_700_000_002_000, proposer, &mut || false)
+        .unwrap();
+    assert_eq!(one.txs.len(), 1);
+    let rest = a.propose_block(1_700_000_003_000, proposer).unwrap();
+    assert_eq!(rest.txs.len(), 7);
+}
