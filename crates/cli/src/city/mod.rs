@@ -861,7 +861,15 @@ async fn drive(
             last_work = (work, Instant::now());
         }
         let settled = last_work.1.elapsed() > settle;
-        if relays >= counts.confirmed_relayed && quiet && settled {
+        // Nothing in flight either: a notice transaction waiting in a mempool moves no
+        // counter (a round without a proposal can last seconds).
+        let in_flight: i64 = net
+            .validators
+            .iter()
+            .chain(&net.edges)
+            .map(|n| n.metrics().mempool_txs.get())
+            .sum();
+        if relays >= counts.confirmed_relayed && quiet && settled && in_flight == 0 {
             break;
         }
         if Instant::now() > deadline {
