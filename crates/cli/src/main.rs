@@ -307,25 +307,17 @@ async fn run_node(home: PathBuf) -> anyhow::Result<()> {
 #[cfg(unix)]
 pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut int = signal(SignalKind::interrupt()).ok();
-    let mut term = signal(SignalKind::terminate()).ok();
+    async fn received(signal: Option<tokio::signal::unix::Signal>) {
+        match signal {
+            Some(mut s) => {
+                s.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+    let int = received(signal(SignalKind::interrupt()).ok());
+    let term = received(signal(SignalKind::terminate()).ok());
     async move {
-        let int = async {
-            match int.as_mut() {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        let term = async {
-            match term.as_mut() {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
         tokio::select! {
             () = int => {}
             () = term => {}

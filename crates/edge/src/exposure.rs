@@ -275,17 +275,12 @@ impl IndexRuns {
 
     /// Indexes the uploads not covered yet, merging runs as needed.
     fn cover(&mut self, uploads: &[Held]) {
-        let mut end = uploads.len();
+        let end = uploads.len();
         let mut start = self.covered();
-        if start >= end {
+        let Some(new) = uploads.get(start..end).filter(|n| !n.is_empty()) else {
             return;
-        }
-        let observations_in = |from: usize, to: usize| -> usize {
-            uploads
-                .get(from..to)
-                .map_or(0, |hs| hs.iter().map(|h| h.upload.encounters.len()).sum())
         };
-        let mut size = observations_in(start, end);
+        let mut size: usize = new.iter().map(|h| h.upload.encounters.len()).sum();
         if size == 0
             && let Some(last) = self.runs.last_mut()
         {
@@ -301,11 +296,6 @@ impl IndexRuns {
             start = last.0;
             self.runs.pop();
         }
-        if let Some(last) = self.runs.last() {
-            // Contiguous by construction; never past the uploads.
-            start = last.1;
-        }
-        end = end.max(start);
         let observations: Vec<Observation> = uploads
             .get(start..end)
             .unwrap_or_default()

@@ -305,44 +305,25 @@ struct Job {
     done: tokio::sync::oneshot::Sender<(u64, u64)>,
 }
 
-/// Runs a pool connection: publishes jobs in order and forwards every notice.
-async fn connection(
-    mut client: DeviceClient,
-    mut jobs: mpsc::Receiver<Job>,
-    arrivals: mpsc::UnboundedSender<Arrival>,
-) {
-    loop {
-        while let Some(n) = client.next_notice(Duration::ZERO).await {
-            let _ = arrivals.send(Arrival {
-                notice: n,
-                at: Instant::now(),
-            });
-        }
-        tokio::select! {
-            job = jobs.recv() => {
-                let Some(job) = job else { break };
-                let (mut ok, mut refused) = (0u64, 0u64);
-                for r in client.publish_readings(&job.readings).await {
-                    match r {
-                        Ok(a) if a.accepted => ok += 1,
-                        Ok(a) => {
-                            refused += 1;
-                            tracing::debug!(?a, "reading refused");
-                        }
-                        Err(e) => {
-                            refused += 1;
-                            tracing::debug!(error = %e, "publish failed");
-                        }
-                    }
+/// Runs a pool connection: publishes jobs in order (it subscribes to no notice; the edge's
+/// listening connection hears them, see [`listen`]).
+async fn connection(mut client: DeviceClient, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(job) = jobs.recv().await {
+        let (mut ok, mut refused) = (0u64, 0u64);
+        for r in client.publish_readings(&job.readings).await {
+            match r {
+                Ok(a) if a.accepted => ok += 1,
+                Ok(a) => {
+                    refused += 1;
+                    tracing::debug!(?a, "reading refused");
                 }
-                let _ = job.done.send((ok, refused));
-            }
-            n = client.next_notice(Duration::from_millis(50)) => {
-                if let Some(n) = n {
-                    let _ = arrivals.send(Arrival { notice: n, at: Instant::now() });
+                Err(e) => {
+                    refused += 1;
+                    tracing::debug!(error = %e, "publish failed");
                 }
             }
         }
+        let _ = job.done.send((ok, refused));
     }
     client.disconnect().await;
 }
@@ -641,7 +622,7 @@ async fn drive(
             let client =
                 DeviceClient::connect(addr, &format!("city-{e}-{s}"), options.clone()).await?;
             let (tx, rx) = mpsc::channel(4);
-            conn_tasks.push(tokio::spawn(connection(client, rx, arr_tx.clone())));
+            conn_tasks.push(tokio::spawn(connection(client, rx)));
             row.push(tx);
         }
         senders.push(row);
