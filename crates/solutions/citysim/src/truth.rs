@@ -267,12 +267,7 @@ impl Truth {
     /// with a confirmed app-using case on a day from `days_before` days before the case's
     /// onset (or test, if asymptomatic) to its confirmation.
     pub fn true_exposures(&self, days_before: u32, start_s: u64) -> BTreeSet<(PersonId, PersonId)> {
-        let pairs = self
-            .close_contacts
-            .iter()
-            .filter(|c| c.both_app)
-            .map(|c| (c.day, c.a, c.b));
-        self.exposures_of(pairs, days_before, start_s)
+        self.exposures_of(self.app_close_contacts(), days_before, start_s)
     }
 
     /// `(exposed, case)` for each pair-day `(day index, a, b)` of `pairs` on which one of
