@@ -100,6 +100,7 @@ fn eval_city(
             "r_index": epi.r_index,
             "scored_clusters": s.clusters,
             "linked_clusters": s.linked,
+            "reachable_clusters": s.reachable,
             "top1": s.top1,
             "top3": s.top3,
             "baseline_top1": s.baseline_top1,
@@ -126,8 +127,8 @@ fn eval_city(
             epi.infections, r.cases, r.encounters, r.room_windows
         );
         println!(
-            "{} true clusters with >= 2 confirmed cases, {} linked whole by the evidence",
-            s.clusters, s.linked
+            "{} true clusters with >= 2 confirmed cases, {} linked whole by the evidence, {} with their origin in the matched inferred cluster",
+            s.clusters, s.linked, s.reachable
         );
         println!("inference: top-1 {:.3}  top-3 {:.3}", s.top1, s.top3);
         println!(

@@ -176,12 +176,14 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<()> {
     );
     match &m.origin {
         Some(o) => println!(
-            "origin: top-1 {} top-3 {} (earliest onset {} / {}) over {} clusters",
+            "origin: top-1 {} top-3 {} (earliest onset {} / {}) over {} clusters; origin reachable in {}, linked whole {}",
             r(o.top1),
             r(o.top3),
             r(o.baseline_top1),
             r(o.baseline_top3),
-            o.clusters
+            o.clusters,
+            r(o.reachable),
+            r(o.linked)
         ),
         None => println!("origin: not served by the cloud (null)"),
     }

@@ -38,7 +38,7 @@ use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::mpsc;
-use trustedge_citysim::score::{PrecisionRecall, quantile, top_k_accuracy};
+use trustedge_citysim::score::{InferredCluster, PrecisionRecall, quantile, score_origins};
 use trustedge_citysim::{City, CityConfig, PersonId, RiskBasis, RoomId};
 use trustedge_node::Client;
 use trustedge_node::mqtt::{DeviceClient, DeviceClientOptions, Notice};
@@ -207,7 +207,13 @@ pub struct OriginMetrics {
     pub baseline_top1: Option<f64>,
     /// Earliest-onset baseline, top-3.
     pub baseline_top3: Option<f64>,
-    /// Clusters scored.
+    /// Fraction of the scored clusters whose origin lies in the inferred cluster matched to
+    /// them: the most any ranking can reach at any k with this evidence.
+    pub reachable: Option<f64>,
+    /// Fraction of the scored clusters whose confirmed cases the evidence links whole.
+    pub linked: Option<f64>,
+    /// Clusters scored: true clusters with at least two relayed cases
+    /// (`trustedge_citysim::score::score_origins`).
     pub clusters: u64,
 }
 
@@ -1224,47 +1230,30 @@ async fn origin_metrics(
         .map(|o| format!("case {}", o.0))
         .collect();
     observer.tree(tree);
-    let mut ranked = Vec::new();
-    let mut baseline = Vec::new();
-    for c in &clusters {
-        let Some(origin) = c.origin else {
-            continue;
-        };
-        let members: BTreeSet<PersonId> = c.confirmed.iter().copied().collect();
-        let best = view
-            .clusters
-            .iter()
-            .map(|k| {
-                let n = k
-                    .cases
-                    .iter()
-                    .filter_map(|h| person(h))
-                    .filter(|p| members.contains(p))
-                    .count();
-                (n, k)
-            })
-            .filter(|(n, _)| *n > 0)
-            .max_by_key(|(n, _)| *n)
-            .map(|(_, k)| k);
-        let (r, b) = match best {
-            Some(k) => (
-                k.candidates
-                    .iter()
-                    .filter_map(|x| person(&x.case))
-                    .collect::<Vec<_>>(),
-                k.baseline.iter().filter_map(|x| person(x)).collect(),
-            ),
-            None => (Vec::new(), Vec::new()),
-        };
-        ranked.push((r, vec![origin]));
-        baseline.push((b, vec![origin]));
-    }
-    let scored = !ranked.is_empty();
+    // One scoring rule for the stack and `trustedge origin eval --city`.
+    let inferred: Vec<InferredCluster> = view
+        .clusters
+        .iter()
+        .map(|k| InferredCluster {
+            cases: k.cases.iter().filter_map(|h| person(h)).collect(),
+            ranking: k
+                .candidates
+                .iter()
+                .filter_map(|x| person(&x.case))
+                .collect(),
+            baseline: k.baseline.iter().filter_map(|x| person(x)).collect(),
+        })
+        .collect();
+    let s = score_origins(&clusters, &inferred);
+    let scored = s.clusters > 0;
+    let fraction = |n: u64| n as f64 / s.clusters.max(1) as f64;
     Some(OriginMetrics {
-        top1: scored.then(|| top_k_accuracy(&ranked, 1)),
-        top3: scored.then(|| top_k_accuracy(&ranked, 3)),
-        baseline_top1: scored.then(|| top_k_accuracy(&baseline, 1)),
-        baseline_top3: scored.then(|| top_k_accuracy(&baseline, 3)),
-        clusters: ranked.len() as u64,
+        top1: scored.then_some(s.top1),
+        top3: scored.then_some(s.top3),
+        baseline_top1: scored.then_some(s.baseline_top1),
+        baseline_top3: scored.then_some(s.baseline_top3),
+        reachable: scored.then(|| fraction(s.reachable)),
+        linked: scored.then(|| fraction(s.linked)),
+        clusters: s.clusters,
     })
 }

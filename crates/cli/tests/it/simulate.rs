@@ -79,6 +79,13 @@ fn small_city_through_the_real_stack() {
             || (v["origin"]["top1"].is_null() && v["origin"]["clusters"] == 0),
         "{v:#}"
     );
+    // No ranking scores above the share of clusters whose origin the evidence reaches.
+    if let Some(reach) = v["origin"]["reachable"].as_f64() {
+        for k in ["top1", "top3", "baseline_top1", "baseline_top3"] {
+            let x = num(&v, &format!("origin.{k}"));
+            assert!(x <= reach + 1e-12, "origin.{k} {x} above reachable {reach}");
+        }
+    }
     for k in ["p50", "p95"] {
         let l = &v["notification"]["latency_s"][k];
         assert!(

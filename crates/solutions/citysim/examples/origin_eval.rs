@@ -29,6 +29,7 @@ fn main() {
     println!("wall_s {:.2}", t0.elapsed().as_secs_f64());
     if args.get(4).is_some() {
         diagnose(&city);
+        misses(&city, &rank, seed);
     }
 }
 
@@ -88,4 +89,72 @@ fn diagnose(city: &City) {
     println!(
         "known confirmed in scored clusters {known}, direct links {direct}, shown by evidence {shown}, unshown {via_home}"
     );
+}
+
+/// The reachable clusters the ranking misses at top-3: the origin's onset, confirmation and
+/// true infection day beside those of the first three candidates.
+#[allow(dead_code)]
+fn misses(city: &City, rank: &trustedge_origin::RankParams, seed: u64) {
+    use std::collections::BTreeMap;
+    use trustedge_contacts::CaseId;
+    let ev = trustedge_citysim::evidence::observe(city, &Default::default());
+    let graph =
+        trustedge_contacts::ContactGraph::build(&ev.encounters, Default::default()).unwrap();
+    let report = trustedge_origin::rank_origins(&ev.cases, &graph, &ev.rooms, rank, seed).unwrap();
+    let mut where_: BTreeMap<u32, usize> = BTreeMap::new();
+    for (k, c) in report.clusters.iter().enumerate() {
+        for p in &c.cases {
+            where_.insert(p.0, k);
+        }
+    }
+    let day = |t: u64| t / trustedge_citysim::DAY_S;
+    let infected: BTreeMap<u32, u64> = city
+        .truth()
+        .infections
+        .iter()
+        .map(|i| (i.person.0, day(i.time_s)))
+        .collect();
+    let case = |id: u32| ev.cases.iter().find(|c| c.id.0 == id).unwrap();
+    let describe = |id: u32| {
+        let c = case(id);
+        format!(
+            "onset {:?} confirmed {} infected {:?}",
+            c.symptom_onset_s.map(day),
+            day(c.confirmation_s),
+            infected.get(&id)
+        )
+    };
+    for c in trustedge_citysim::evidence::reported_clusters(city) {
+        let Some(origin) = c.origin else { continue };
+        if c.confirmed.len() < trustedge_citysim::truth::MIN_SCORED_CONFIRMED {
+            continue;
+        }
+        let mut overlap: BTreeMap<usize, usize> = BTreeMap::new();
+        for p in &c.confirmed {
+            if let Some(&k) = where_.get(&p.0) {
+                *overlap.entry(k).or_default() += 1;
+            }
+        }
+        let Some((&k, &n)) = overlap
+            .iter()
+            .max_by_key(|(k, n)| (**n, report.clusters[**k].cases.len()))
+        else {
+            continue;
+        };
+        let m = &report.clusters[k];
+        let rank = m.candidates.iter().position(|x| x.case == CaseId(origin.0));
+        if !m.cases.contains(&CaseId(origin.0)) || rank.is_some_and(|r| r < 3) {
+            continue;
+        }
+        let base = m.baseline.iter().position(|x| *x == CaseId(origin.0));
+        println!(
+            "miss: true cluster of {} confirmed, inferred cluster of {} ({n} shared); origin ranked {rank:?}, baseline {base:?}",
+            c.confirmed.len(),
+            m.cases.len()
+        );
+        println!("  origin    {}", describe(origin.0));
+        for x in m.candidates.iter().take(3) {
+            println!("  p={:.2}    {}", x.probability, describe(x.case.0));
+        }
+    }
 }

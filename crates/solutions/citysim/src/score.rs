@@ -61,24 +61,6 @@ impl PrecisionRecall {
     }
 }
 
-/// Fraction of clusters whose ranking has a true origin among its first `k` entries
-/// (`(ranking, true origins)` per cluster; clusters without a true origin are skipped; 0
-/// when none is left).
-pub fn top_k_accuracy<T: PartialEq>(clusters: &[(Vec<T>, Vec<T>)], k: usize) -> f64 {
-    let scored: Vec<_> = clusters
-        .iter()
-        .filter(|(_, truth)| !truth.is_empty())
-        .collect();
-    if scored.is_empty() {
-        return 0.0;
-    }
-    let hits = scored
-        .iter()
-        .filter(|(rank, truth)| rank.iter().take(k).any(|r| truth.contains(r)))
-        .count();
-    hits as f64 / scored.len() as f64
-}
-
 /// The p-quantile (0 ≤ p ≤ 1, nearest rank) of `values` (`None` when empty).
 pub fn quantile(values: &[f64], p: f64) -> Option<f64> {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
@@ -109,6 +91,9 @@ pub struct OriginScore {
     /// Of those, clusters whose confirmed cases all fall in the inferred cluster matched to
     /// them (the evidence links the whole cluster).
     pub linked: u64,
+    /// Of those, clusters whose origin lies in the inferred cluster matched to them: no
+    /// ranking of the inferred clusters can score more than `reachable / clusters` at any k.
+    pub reachable: u64,
     /// Inference: true origin ranked first.
     pub top1: f64,
     /// Inference: true origin among the first three.
@@ -148,6 +133,7 @@ pub fn score_origins(truth: &[Cluster], inferred: &[InferredCluster]) -> OriginS
     let mut s = OriginScore {
         clusters: 0,
         linked: 0,
+        reachable: 0,
         top1: 0.0,
         top3: 0.0,
         baseline_top1: 0.0,
@@ -181,6 +167,7 @@ pub fn score_origins(truth: &[Cluster], inferred: &[InferredCluster]) -> OriginS
         let hit =
             |v: &[PersonId], k: usize| f64::from(u8::from(v.iter().take(k).any(|p| *p == origin)));
         let m = &inferred[k];
+        s.reachable += u64::from(m.cases.contains(&origin));
         let hits = [
             hit(&m.ranking, 1),
             hit(&m.ranking, 3),

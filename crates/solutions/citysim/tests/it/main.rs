@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use trustedge_citysim::score::{PrecisionRecall, quantile, top_k_accuracy};
+use trustedge_citysim::score::{PrecisionRecall, quantile};
 use trustedge_citysim::{City, CityConfig, DAY_S, Event, PersonId, Route};
 
 fn small() -> CityConfig {
@@ -321,14 +321,69 @@ fn scoring_helpers_on_hand_made_examples() {
     assert!((pr.precision - 2.0 / 3.0).abs() < 1e-12);
     assert!((pr.recall - 0.5).abs() < 1e-12);
     assert!((pr.ndcf(10) - (0.5 + 0.1)).abs() < 1e-12);
-    let clusters = vec![
-        (vec!['a', 'b', 'c'], vec!['a']),
-        (vec!['x', 'y', 'z'], vec!['z']),
-        (vec!['p', 'q'], vec!['r']),
-        (vec!['m'], vec![]),
-    ];
-    assert!((top_k_accuracy(&clusters, 1) - 1.0 / 3.0).abs() < 1e-12);
-    assert!((top_k_accuracy(&clusters, 3) - 2.0 / 3.0).abs() < 1e-12);
     assert_eq!(quantile(&[3.0, 1.0, 2.0, 4.0], 0.5), Some(2.0));
     assert_eq!(quantile(&[], 0.5), None);
+}
+
+#[test]
+fn origin_scoring_matches_true_clusters_to_inferred_ones() {
+    use trustedge_citysim::Cluster;
+    use trustedge_citysim::score::{InferredCluster, score_origins};
+    let p = PersonId;
+    let cluster = |confirmed: &[u32]| Cluster {
+        root: p(1000 + confirmed[0]),
+        members: confirmed.iter().map(|&x| p(x)).collect(),
+        confirmed: confirmed.iter().map(|&x| p(x)).collect(),
+        origin: Some(p(confirmed[0])),
+    };
+    let truth = vec![
+        // linked whole, ranked first: a hit at 1 for the inference, at 3 for the baseline
+        cluster(&[1, 2, 3]),
+        // split: the origin (10) is a singleton, the inferred cluster holding most of the
+        // cluster is {11, 12}: not reachable, a miss for both
+        cluster(&[10, 11, 12]),
+        // one confirmed case: nothing to infer, not scored
+        cluster(&[20]),
+        // linked whole, the origin ranked second by the inference, first by the baseline
+        cluster(&[30, 31]),
+    ];
+    let ids = |v: &[u32]| v.iter().map(|&x| p(x)).collect::<Vec<_>>();
+    let inferred = vec![
+        InferredCluster {
+            cases: ids(&[1, 2, 3]),
+            ranking: ids(&[1, 3]),
+            baseline: ids(&[2, 3, 1]),
+        },
+        InferredCluster {
+            cases: ids(&[10]),
+            ranking: ids(&[10]),
+            baseline: ids(&[10]),
+        },
+        InferredCluster {
+            cases: ids(&[11, 12]),
+            ranking: ids(&[12, 11]),
+            baseline: ids(&[11, 12]),
+        },
+        InferredCluster {
+            cases: ids(&[20]),
+            ranking: ids(&[20]),
+            baseline: ids(&[20]),
+        },
+        InferredCluster {
+            cases: ids(&[30, 31]),
+            ranking: ids(&[31, 30]),
+            baseline: ids(&[30, 31]),
+        },
+    ];
+    let s = score_origins(&truth, &inferred);
+    assert_eq!((s.clusters, s.linked, s.reachable), (3, 2, 2));
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    assert!(close(s.top1, 1.0 / 3.0), "{s:?}");
+    assert!(close(s.top3, 2.0 / 3.0), "{s:?}");
+    assert!(close(s.baseline_top1, 1.0 / 3.0), "{s:?}");
+    assert!(close(s.baseline_top3, 2.0 / 3.0), "{s:?}");
+    assert!(
+        close(s.linked_top1, 0.5) && close(s.linked_top3, 1.0),
+        "{s:?}"
+    );
 }
