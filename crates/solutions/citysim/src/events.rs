@@ -257,7 +257,7 @@ impl City {
             self.seed(),
             tag::LINK,
             (u64::from(observer.0) << 32) | u64::from(heard.0),
-            piece.start_s,
+            piece.start_s.saturating_sub(self.config().start_s),
         );
         let mut ctx = LinkContext::random(tx, rx, &mut rng);
         ctx.environment = pop.room(piece.room).kind.environment();

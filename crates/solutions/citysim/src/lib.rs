@@ -80,8 +80,14 @@ pub struct CityConfig {
     /// Simulated days (1 ..= 60).
     pub days: u32,
     /// Unix time of the start of day 0 (must be a UTC midnight). Default: Monday
-    /// 2024-03-04 00:00 UTC.
+    /// 2024-03-04 00:00 UTC. Only a time base: the city generated from one seed is the same
+    /// for every start, shifted in time (random streams are keyed by time since the start,
+    /// and the week follows [`CityConfig::first_weekday`], not the calendar).
     pub start_s: u64,
+    /// Day of the week of day 0, 0 = Monday ..= 6 = Sunday (weekends change schedules).
+    /// Default 0.
+    #[serde(default)]
+    pub first_weekday: u32,
     /// Probability a person runs the tracing app.
     pub app_adoption: f64,
     /// Fraction of rooms that are badly ventilated (their ACH is ×0.15).
@@ -125,6 +131,7 @@ impl Default for CityConfig {
             population: 10_000,
             days: 14,
             start_s: 1_709_510_400,
+            first_weekday: 0,
             app_adoption: 0.6,
             bad_ventilation_fraction: 0.2,
             sensor_fraction: 0.3,
@@ -164,6 +171,9 @@ impl CityConfig {
         }
         if !self.start_s.is_multiple_of(DAY_S) {
             return Err(CityError::InvalidConfig("start_s must be a UTC midnight"));
+        }
+        if self.first_weekday > 6 {
+            return Err(CityError::InvalidConfig("first_weekday must be in 0..=6"));
         }
         if !frac(self.app_adoption)
             || !frac(self.bad_ventilation_fraction)

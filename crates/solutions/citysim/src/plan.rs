@@ -83,10 +83,9 @@ pub struct DayPlan {
     pub rooms: Vec<(RoomId, std::ops::Range<usize>)>,
 }
 
-/// Day of week of day `day` (0 = Monday) for a start at a UTC midnight.
+/// Day of week of day `day` (0 = Monday), from [`CityConfig::first_weekday`].
 pub fn weekday(cfg: &CityConfig, day: u32) -> u32 {
-    // 1970-01-01 was a Thursday (Monday = 0 → Thursday = 3)
-    (((cfg.start_s / DAY_S) + u64::from(day) + 3) % 7) as u32
+    ((u64::from(cfg.first_weekday) + u64::from(day)) % 7) as u32
 }
 
 struct Builder {
@@ -298,10 +297,11 @@ fn seats(room: &Room) -> u64 {
 }
 
 /// Splits a visit into positioned stints.
-pub fn stints_of(pop: &Population, seed: u64, v: &Visit, out: &mut Vec<Stint>) {
+pub fn stints_of(pop: &Population, cfg: &CityConfig, seed: u64, v: &Visit, out: &mut Vec<Stint>) {
     let room = pop.room(v.room);
     let person = pop.person(v.person);
-    let mut rng = stream(seed, tag::PLAN ^ 0x5700, u64::from(v.person.0), v.start_s);
+    let since_start = v.start_s.saturating_sub(cfg.start_s);
+    let mut rng = stream(seed, tag::PLAN ^ 0x5700, u64::from(v.person.0), since_start);
     let own = person.daytime == Some(v.room);
     let visit_seat = int(&mut rng, 0, seats(room) - 1);
     let (lo, hi) = match room.kind {
@@ -361,7 +361,7 @@ impl DayPlan {
         }
         let mut stints = Vec::with_capacity(visits.len() * 4);
         for v in &visits {
-            stints_of(pop, seed, v, &mut stints);
+            stints_of(pop, cfg, seed, v, &mut stints);
         }
         stints.sort_by_key(|s| (s.room, s.start_s, s.person));
         let mut rooms = Vec::new();

@@ -34,6 +34,75 @@ fn determinism_by_seed() {
     assert_ne!(a.truth().close_contacts, c.truth().close_contacts);
 }
 
+/// The driver starts its city at "today minus the days": the same seed must give the same
+/// city on any date, only shifted in time.
+#[test]
+fn a_later_start_shifts_the_same_city() {
+    let cfg = small();
+    let a = City::generate(&cfg, 7).unwrap();
+    let shift = 3 * DAY_S;
+    let later = CityConfig {
+        start_s: cfg.start_s + shift,
+        ..cfg.clone()
+    };
+    let b = City::generate(&later, 7).unwrap();
+    let shifted: Vec<_> = a
+        .truth()
+        .infections
+        .iter()
+        .map(|i| (i.person, i.infector, i.route, i.time_s + shift))
+        .collect();
+    let got: Vec<_> = b
+        .truth()
+        .infections
+        .iter()
+        .map(|i| (i.person, i.infector, i.route, i.time_s))
+        .collect();
+    assert!(!shifted.is_empty());
+    assert_eq!(shifted, got);
+    assert_eq!(a.truth().close_contacts, b.truth().close_contacts);
+    for day in [0, 3, 5] {
+        let (pa, pb) = (a.day_plan(day), b.day_plan(day));
+        assert_eq!(pa.stints.len(), pb.stints.len());
+        for (x, y) in pa.stints.iter().zip(&pb.stints) {
+            assert_eq!((x.person, x.room, x.x, x.y), (y.person, y.room, y.x, y.y));
+            assert_eq!((x.start_s + shift, x.end_s + shift), (y.start_s, y.end_s));
+        }
+    }
+    // The same RSSI samples, shifted.
+    let rssi = |c: &City, shift: u64| -> Vec<(u32, u32, u64, i8)> {
+        c.hours()
+            .take(30)
+            .flat_map(|h| h.unwrap().events)
+            .filter_map(|e| match e {
+                Event::Sightings(b) => Some(b),
+                _ => None,
+            })
+            .flat_map(|b| {
+                b.samples
+                    .iter()
+                    .map(|&(t, r)| (b.observer.0, b.heard.0, t + shift, r))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let samples = rssi(&a, shift);
+    assert!(!samples.is_empty());
+    assert_eq!(samples, rssi(&b, 0));
+    // A different first weekday is a different week, so a different city.
+    let tuesday = CityConfig {
+        first_weekday: 1,
+        ..cfg.clone()
+    };
+    let c = City::generate(&tuesday, 7).unwrap();
+    assert_ne!(a.day_plan(5).stints, c.day_plan(5).stints);
+    let bad = CityConfig {
+        first_weekday: 7,
+        ..cfg
+    };
+    assert!(City::generate(&bad, 7).is_err());
+}
+
 #[test]
 fn schedules_never_overlap_and_cover_the_day() {
     let city = City::generate(&small(), 1).unwrap();
