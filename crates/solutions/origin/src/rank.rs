@@ -84,7 +84,9 @@ pub struct ClusterRanking {
     pub cases: Vec<CaseId>,
     /// Trees actually sampled.
     pub samples: u32,
-    /// Origin candidates with positive probability, most probable first (ties: smaller id).
+    /// Every case of the cluster as an origin candidate, most probable first; equal
+    /// probabilities (notably 0: never the origin of a sampled tree) are ordered by how many
+    /// sampled trees import the case at all, then by the earliest-onset baseline.
     pub candidates: Vec<OriginCandidate>,
     /// The most likely transmission tree (maximum product of arc weights, imports
     /// included): one edge per case.
@@ -347,11 +349,15 @@ fn rank_cluster(
         .map(|parents| (0..m).map(|v| edge(v, parents[v])).collect())
         .unwrap_or_default();
 
-    let mut order: Vec<usize> = (0..m).filter(|&v| origin_count[v] > 0).collect();
+    // Every case is a candidate: by origin posterior, then (for equal counts, notably the
+    // cases never sampled as origin) by how often it was imported at all, then by onset.
+    let imported = |v: usize| choice_count[v].last().copied().unwrap_or(0);
+    let mut order: Vec<usize> = (0..m).collect();
     order.sort_by(|&x, &y| {
         origin_count[y]
             .cmp(&origin_count[x])
-            .then(member_cases[x].id.cmp(&member_cases[y].id))
+            .then(imported(y).cmp(&imported(x)))
+            .then(rank_of[x].cmp(&rank_of[y]))
     });
     let candidates = order
         .iter()
