@@ -40,6 +40,19 @@ pub(crate) async fn sign_and_submit(
     key: &Keypair,
     payloads: Vec<Payload>,
 ) -> Result<Vec<Result<Hash, String>>, String> {
+    Ok(sign_and_submit_expiring(ledger, api, key, payloads)
+        .await?
+        .1)
+}
+
+/// [`sign_and_submit`], also giving the transactions' expiry height (the last height they
+/// can commit at).
+pub(crate) async fn sign_and_submit_expiring(
+    ledger: &Arc<Ledger>,
+    api: &Client,
+    key: &Keypair,
+    payloads: Vec<Payload>,
+) -> Result<(u64, Vec<Result<Hash, String>>), String> {
     let public = key.public();
     let (last, height, chain) = on_ledger(ledger, move |l| {
         Ok((
@@ -49,6 +62,7 @@ pub(crate) async fn sign_and_submit(
         ))
     })
     .await?;
+    let expiry_height = height.saturating_add(EXPIRY_BLOCKS);
     let txs: Vec<SignedTx> = payloads
         .into_iter()
         .enumerate()
@@ -57,7 +71,7 @@ pub(crate) async fn sign_and_submit(
                 chain_id: chain.clone(),
                 signer: public,
                 nonce: last.saturating_add(1 + i as u64),
-                expiry_height: height.saturating_add(EXPIRY_BLOCKS),
+                expiry_height,
                 payload,
             }
             .sign(key)
@@ -79,11 +93,23 @@ pub(crate) async fn sign_and_submit(
                 }),
         );
     }
-    Ok(out)
+    Ok((expiry_height, out))
 }
 
 /// Waits for `hash` on the replica: `Ok(height)` when it committed and succeeded.
 pub(crate) async fn await_commit(ledger: &Arc<Ledger>, hash: Hash) -> Result<u64, String> {
+    await_commit_within(ledger, hash)
+        .await?
+        .ok_or_else(|| format!("transaction {hash} not committed in time"))
+}
+
+/// Waits up to [`COMMIT_TIMEOUT`] for `hash` on the replica: `Ok(Some(height))` when it
+/// committed and succeeded, `Ok(None)` when the wait ran out (it may still commit), `Err`
+/// when it committed and failed or the replica could not be read.
+pub(crate) async fn await_commit_within(
+    ledger: &Arc<Ledger>,
+    hash: Hash,
+) -> Result<Option<u64>, String> {
     let deadline = Instant::now() + COMMIT_TIMEOUT;
     loop {
         let status = on_ledger(ledger, move |l| {
@@ -92,13 +118,13 @@ pub(crate) async fn await_commit(ledger: &Arc<Ledger>, hash: Hash) -> Result<u64
         .await?;
         if let TxStatus::Committed(p) = status {
             return if p.result.is_success() {
-                Ok(p.header.height)
+                Ok(Some(p.header.height))
             } else {
                 Err(format!("transaction failed: {:?}", p.result.outcome))
             };
         }
         if Instant::now() > deadline {
-            return Err(format!("transaction {hash} not committed in time"));
+            return Ok(None);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

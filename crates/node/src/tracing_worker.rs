@@ -26,7 +26,11 @@
 //! `trustedge_tracing::matching::match_notices`. Encounters with a case's RPIs stored after
 //! its keys were matched (phones upload hourly) make the engine name that case again
 //! (`ExposureEngine::take_rematch`); the worker matches it again at most every
-//! `REMATCH_INTERVAL` (5 s), publishing only notices not published before. Uploads no key
+//! `REMATCH_INTERVAL` (5 s), publishing only notices not published before. A notice in
+//! doubt — its transaction refused, failed or not committed within `COMMIT_TIMEOUT`, or its
+//! push refused by the broker's queue — has its upload matched again at the next rematch,
+//! which pushes what has committed since and publishes what never will (`Deliveries`);
+//! after a restart, committed notices are pushed again as their uploads are matched. Uploads no key
 //! can match any more (older than `MAX_KEY_AGE_DAYS` + 1 days before the ledger tip) are
 //! dropped from the engine.
 //!
@@ -481,8 +485,12 @@ pub struct TracingMetrics {
     pub uploads_evicted: Counter,
     /// Diagnosis uploads matched again because encounters with their RPIs arrived later.
     pub rematches: Counter,
-    /// Notices and relay outcomes not pushed over MQTT (queue full for `mqtt::PUSH_TIMEOUT`).
+    /// Notices and relay outcomes not pushed over MQTT (queue full for `mqtt::PUSH_TIMEOUT`;
+    /// a dropped notice is pushed again at a later rematch).
     pub pushes_dropped: Counter,
+    /// Committed notices pushed after their transaction's step: it committed after the
+    /// wait ran out, an earlier push was dropped, or the worker restarted.
+    pub notices_repushed: Counter,
 }
 
 impl Default for TracingMetrics {
@@ -494,6 +502,7 @@ impl Default for TracingMetrics {
             matches: Counter::default(),
             notices_published: Counter::default(),
             notice_errors: Counter::default(),
+            notices_repushed: Counter::default(),
             // 100 µs to ~3 s.
             match_seconds: Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(1e-4, 2.0, 16),
@@ -570,6 +579,11 @@ impl TracingMetrics {
             "Notices and relay outcomes not pushed to devices over MQTT (queue full too long)",
             self.pushes_dropped.clone(),
         );
+        r.register(
+            "tracing_notices_repushed",
+            "Committed notices pushed after their own step (late commit, dropped push, restart)",
+            self.notices_repushed.clone(),
+        );
     }
 }
 
@@ -607,6 +621,115 @@ fn prune_cutoff(tip_s: u64, skew_s: u64, last_s: u64) -> Option<u64> {
     (cutoff >= last_s.saturating_add(3600)).then_some(cutoff)
 }
 
+/// Most times the notices of one upload are submitted again after their transaction was
+/// refused or failed (a notice the contract refuses for good must not be retried forever).
+const MAX_FAILED_ATTEMPTS: u32 = 3;
+
+/// What happens to a matched notice ([`Deliveries::sort`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Disposition {
+    /// Not on the ledger and not in flight: submit it.
+    Publish,
+    /// Committed at this height but not pushed by this run: push it.
+    Push(u64),
+    /// Pushed already, or in a transaction that may still commit.
+    Skip,
+}
+
+/// The worker's account of its notices from submission to the devices, so that none is
+/// lost between the ledger and MQTT: a transaction that commits after the worker stopped
+/// waiting, a push the broker's queue refused, a step cut short, a restart. Pure
+/// bookkeeping; the worker feeds it what the ledger says.
+///
+/// Uploads with a notice in doubt go to `retry`; the worker matches them again at the next
+/// rematch, and [`Deliveries::sort`] then says, from the ledger, what is left to do.
+/// Delivery is at least once (devices and the simulation driver key notices by RPI and
+/// case, so a second push is harmless): after a restart, each upload's committed notices are
+/// pushed once more when it is first matched.
+#[derive(Debug, Default)]
+struct Deliveries {
+    /// Submitted, not seen on the ledger: notice id → (source upload, last height its
+    /// transaction can commit at).
+    in_flight: std::collections::HashMap<Hash, (Hash, u64)>,
+    /// Pushed to devices by this run.
+    pushed: std::collections::HashSet<Hash>,
+    /// Uploads to match again.
+    retry: BTreeSet<Hash>,
+    /// Refused or failed submissions per upload.
+    failed: std::collections::HashMap<Hash, u32>,
+}
+
+impl Deliveries {
+    /// What to do with notice `id` of `upload`, matched again; `committed_at`: the height
+    /// the ledger holds it at, if it does; `tip`: the ledger's height.
+    fn sort(&mut self, id: Hash, upload: Hash, committed_at: Option<u64>, tip: u64) -> Disposition {
+        if let Some(h) = committed_at {
+            self.in_flight.remove(&id);
+            return if self.pushed.contains(&id) {
+                Disposition::Skip
+            } else {
+                Disposition::Push(h)
+            };
+        }
+        match self.in_flight.get(&id) {
+            Some(&(_, last)) if last > tip => {
+                // Its transaction may still commit: look again later.
+                self.retry.insert(upload);
+                Disposition::Skip
+            }
+            _ => {
+                self.in_flight.remove(&id);
+                Disposition::Publish
+            }
+        }
+    }
+
+    /// Notices submitted in one transaction valid up to height `last`.
+    fn submitted(&mut self, ids: impl IntoIterator<Item = (Hash, Hash)>, last: u64) {
+        for (id, upload) in ids {
+            self.in_flight.insert(id, (upload, last));
+        }
+    }
+
+    /// The transaction committed: its notices are on the ledger.
+    fn committed(&mut self, id: &Hash) {
+        self.in_flight.remove(id);
+    }
+
+    /// The worker stopped waiting for the transaction (it may still commit).
+    fn unsure(&mut self, upload: Hash) {
+        self.retry.insert(upload);
+    }
+
+    /// The transaction was refused or failed: its notices are not on the ledger. Returns
+    /// false when the upload has failed too often to be tried again.
+    fn failed(&mut self, id: &Hash, upload: Hash) -> bool {
+        self.in_flight.remove(id);
+        let n = self.failed.entry(upload).or_insert(0);
+        *n += 1;
+        if *n <= MAX_FAILED_ATTEMPTS {
+            self.retry.insert(upload);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A push was queued (`ok`) or refused by the broker's queue.
+    fn push_outcome(&mut self, id: Hash, upload: Hash, ok: bool) {
+        if ok {
+            self.pushed.insert(id);
+        } else {
+            self.retry.insert(upload);
+        }
+    }
+
+    /// The uploads to match again now.
+    fn take_retry(&mut self) -> BTreeSet<Hash> {
+        std::mem::take(&mut self.retry)
+    }
+}
+
 struct State {
     next_record: Option<u64>,
     event_from: trustedge_types::Height,
@@ -619,6 +742,8 @@ struct State {
     last_rematch: Option<Instant>,
     /// Uploads the engine had evicted at the last look (its count is cumulative).
     evicted: u64,
+    /// Notices between submission and the devices.
+    deliveries: Deliveries,
 }
 
 impl TracingWorker {
@@ -665,6 +790,7 @@ impl TracingWorker {
             pruned_to_s: 0,
             last_rematch: None,
             evicted: 0,
+            deliveries: Deliveries::default(),
         };
         let tick = Duration::from_millis(self.config.poll_interval_ms);
         loop {
@@ -674,8 +800,8 @@ impl TracingWorker {
             }
             // A stop cuts a step short: it may be waiting for commits that will never
             // come once the node's follower has stopped (30 s each). The worker reads
-            // its store from the start again on the next start, and what is already on
-            // the ledger is not published twice; devices read the ledger too.
+            // its store from the start again on the next start: what is already on the
+            // ledger is not published twice, and is pushed again (see `Deliveries`).
             let result = tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,
                 r = self.step(&mut state, &mqtt) => r,
@@ -769,16 +895,20 @@ impl TracingWorker {
                 self.metrics.tracing.rematches.inc_by(again.len() as u64);
             }
             uploads.extend(again);
+            uploads.extend(state.deliveries.take_retry());
             state.last_rematch = Some(Instant::now());
         }
         // Every case's notices are submitted together and their commits awaited together:
         // one round of blocks for the lot, not one per case (a step matching dozens of
         // cases again waited for dozens of blocks in turn).
-        let mut batches = Vec::new();
+        let mut matched = Matched::default();
         for upload in uploads {
-            batches.extend(self.match_upload(state, upload).await?);
+            let m = self.match_upload(state, upload).await?;
+            matched.publish.extend(m.publish);
+            matched.push.extend(m.push);
         }
-        self.publish_notices(mqtt, batches).await
+        self.publish_notices(&mut state.deliveries, mqtt, matched)
+            .await
     }
 
     async fn sign_and_submit(
@@ -873,14 +1003,10 @@ impl TracingWorker {
 
     /// Matches diagnosis upload `upload`'s released keys: its notices not yet on the
     /// ledger, one transaction's worth each.
-    async fn match_upload(
-        &self,
-        state: &mut State,
-        upload: Hash,
-    ) -> Result<Vec<Vec<ExposureNotice>>, String> {
+    async fn match_upload(&self, state: &mut State, upload: Hash) -> Result<Matched, String> {
         let keys = self.blocking(move |_, l| released_keys(l, &upload)).await?;
         if keys.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Matched::default());
         }
         let engine = state.engine.clone();
         let scorer = self.scorer.clone();
@@ -911,39 +1037,66 @@ impl TracingWorker {
             close_contacts = close,
             "matched released diagnosis keys"
         );
-        // Leave out notices already on the ledger (a restart re-matches old uploads).
+        // What the ledger already holds (a restart or a rematch matches old uploads again)
+        // is pushed if this run has not pushed it, not published twice.
         let batches = outcome.batches;
-        self.blocking(move |_, l| {
-            let snap = l.store().snapshot().map_err(|e| e.to_string())?;
-            let mut out = Vec::new();
-            for b in batches {
-                let mut fresh = Vec::new();
-                for n in b.notices {
-                    let id = exposure::notice_id(&n.source_upload, n.day, &n.rpis);
-                    if exposure::notice(&snap, &id)
-                        .map_err(|e| e.to_string())?
-                        .is_none()
-                    {
-                        fresh.push(n);
+        let (looked_up, tip) = self
+            .blocking(move |_, l| {
+                let snap = l.store().snapshot().map_err(|e| e.to_string())?;
+                let tip = l.height().map_err(|e| e.to_string())?;
+                let mut out = Vec::with_capacity(batches.len());
+                for b in batches {
+                    let mut batch = Vec::with_capacity(b.notices.len());
+                    for n in b.notices {
+                        let id = exposure::notice_id(&n.source_upload, n.day, &n.rpis);
+                        let on_ledger = exposure::notice(&snap, &id)
+                            .map_err(|e| e.to_string())?
+                            .map(|r| r.height);
+                        batch.push((n, id, on_ledger));
                     }
+                    out.push(batch);
                 }
-                if !fresh.is_empty() {
-                    out.push(fresh);
+                Ok((out, tip))
+            })
+            .await?;
+        let mut matched = Matched::default();
+        for b in looked_up {
+            let mut fresh = Vec::new();
+            for (n, id, on_ledger) in b {
+                match state.deliveries.sort(id, n.source_upload, on_ledger, tip) {
+                    Disposition::Publish => fresh.push(n),
+                    Disposition::Push(height) => matched.push.push((n, height)),
+                    Disposition::Skip => {}
                 }
             }
-            Ok(out)
-        })
-        .await
+            if !fresh.is_empty() {
+                matched.publish.push(fresh);
+            }
+        }
+        Ok(matched)
     }
 
-    /// Submits each batch of notices as one transaction, all signed and in flight at once,
-    /// then awaits each commit and pushes the committed notices to devices.
+    /// Pushes the committed notices this run has not pushed, then submits each batch of
+    /// new notices as one transaction, all signed and in flight at once, awaits each commit
+    /// and pushes the committed notices to devices. Whatever is left in doubt goes to
+    /// [`Deliveries`] for the next rematch.
     async fn publish_notices(
         &self,
+        deliveries: &mut Deliveries,
         mqtt: &AsyncClient,
-        batches: Vec<Vec<ExposureNotice>>,
+        matched: Matched,
     ) -> Result<(), String> {
         let m = &self.metrics.tracing;
+        for (n, height) in matched.push {
+            let ok = publish_notice(mqtt, &n, height).await;
+            if !ok {
+                m.pushes_dropped.inc();
+            }
+            let id = exposure::notice_id(&n.source_upload, n.day, &n.rpis);
+            deliveries.push_outcome(id, n.source_upload, ok);
+            m.notices_repushed.inc();
+        }
+        let batches = matched.publish;
         if batches.is_empty() {
             return Ok(());
         }
@@ -958,30 +1111,106 @@ impl TracingWorker {
                 )
             })
             .collect();
-        let results = self.sign_and_submit(payloads).await?;
-        let submitted: Vec<_> = batches.into_iter().zip(results).collect();
-        for (notices, r) in submitted {
-            let height = match r {
-                Ok(h) => self.await_commit(h).await,
-                Err(e) => Err(e),
-            };
-            match height {
-                Ok(height) => {
+        let ids = |notices: &[ExposureNotice]| -> Vec<(Hash, Hash)> {
+            notices
+                .iter()
+                .map(|n| {
+                    (
+                        exposure::notice_id(&n.source_upload, n.day, &n.rpis),
+                        n.source_upload,
+                    )
+                })
+                .collect()
+        };
+        let (expiry, results) = match crate::submit::sign_and_submit_expiring(
+            &self.ledger,
+            &self.api,
+            &self.key,
+            payloads,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => (0, vec![Err(e); batches.len()]),
+        };
+        let results = results
+            .into_iter()
+            .chain(std::iter::repeat(Err("not submitted".to_string())));
+        let mut submitted = Vec::with_capacity(batches.len());
+        for (notices, r) in batches.into_iter().zip(results) {
+            match r {
+                Ok(hash) => {
+                    deliveries.submitted(ids(&notices), expiry);
+                    submitted.push((notices, hash));
+                }
+                Err(e) => self.notices_failed(deliveries, &notices, &e),
+            }
+        }
+        for (notices, hash) in submitted {
+            match self.await_commit_status(hash).await {
+                Commit::Committed(height) => {
                     m.notices_published.inc_by(notices.len() as u64);
                     for n in notices {
-                        if !publish_notice(mqtt, &n, height).await {
+                        let id = exposure::notice_id(&n.source_upload, n.day, &n.rpis);
+                        deliveries.committed(&id);
+                        let ok = publish_notice(mqtt, &n, height).await;
+                        if !ok {
                             m.pushes_dropped.inc();
                         }
+                        deliveries.push_outcome(id, n.source_upload, ok);
                     }
                 }
-                Err(e) => {
+                Commit::Failed(e) => self.notices_failed(deliveries, &notices, &e),
+                Commit::NotYet(e) => {
                     m.notice_errors.inc();
-                    tracing::warn!(error = %e, "a notice transaction was refused or failed");
+                    tracing::warn!(error = %e, "a notice transaction has not committed yet; its uploads will be looked at again");
+                    for n in &notices {
+                        deliveries.unsure(n.source_upload);
+                    }
                 }
             }
         }
         Ok(())
     }
+
+    fn notices_failed(&self, deliveries: &mut Deliveries, notices: &[ExposureNotice], e: &str) {
+        self.metrics.tracing.notice_errors.inc();
+        tracing::warn!(error = %e, "a notice transaction was refused or failed");
+        let mut given_up = BTreeSet::new();
+        for n in notices {
+            let id = exposure::notice_id(&n.source_upload, n.day, &n.rpis);
+            if !deliveries.failed(&id, n.source_upload) {
+                given_up.insert(n.source_upload);
+            }
+        }
+        for upload in given_up {
+            tracing::warn!(%upload, attempts = MAX_FAILED_ATTEMPTS, "giving up publishing notices of an upload");
+        }
+    }
+
+    /// Waits for `hash`, telling a failure (its notices are not on the ledger) from a wait
+    /// that ran out (they may still be).
+    async fn await_commit_status(&self, hash: Hash) -> Commit {
+        match crate::submit::await_commit_within(&self.ledger, hash).await {
+            Ok(Some(h)) => Commit::Committed(h),
+            Ok(None) => Commit::NotYet(format!("transaction {hash} not committed in time")),
+            Err(e) => Commit::Failed(e),
+        }
+    }
+}
+
+/// The notices of one match: to submit (in transactions), and committed ones to push.
+#[derive(Default)]
+struct Matched {
+    publish: Vec<Vec<ExposureNotice>>,
+    push: Vec<(ExposureNotice, u64)>,
+}
+
+/// How the wait for a notice transaction ended.
+enum Commit {
+    Committed(u64),
+    Failed(String),
+    NotYet(String),
 }
 
 /// Pushes a committed notice to devices; false when it could not be queued within
@@ -1243,6 +1472,50 @@ pub async fn start_worker(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_notice_is_lost_between_the_ledger_and_the_devices() {
+        let h = |b: u8| Hash([b; 32]);
+        let (upload, n1, n2) = (h(1), h(10), h(11));
+        let mut d = Deliveries::default();
+        // New: publish. Submitted in a transaction valid up to height 110.
+        assert_eq!(d.sort(n1, upload, None, 10), Disposition::Publish);
+        d.submitted([(n1, upload), (n2, upload)], 110);
+        // The wait ran out: the upload is looked at again; while the transaction may still
+        // commit, nothing is published twice, and the upload stays in doubt.
+        d.unsure(upload);
+        assert_eq!(d.take_retry(), BTreeSet::from([upload]));
+        assert_eq!(d.sort(n1, upload, None, 50), Disposition::Skip);
+        assert_eq!(d.take_retry(), BTreeSet::from([upload]));
+        // It committed late: pushed once, then never again in this run.
+        assert_eq!(d.sort(n1, upload, Some(60), 61), Disposition::Push(60));
+        d.push_outcome(n1, upload, true);
+        assert_eq!(d.sort(n1, upload, Some(60), 70), Disposition::Skip);
+        assert!(d.take_retry().is_empty());
+        // The other notice never committed: once the transaction expired, published again.
+        assert_eq!(d.sort(n2, upload, None, 110), Disposition::Publish);
+        // A push the broker refused is retried from the ledger.
+        d.submitted([(n2, upload)], 220);
+        d.committed(&n2);
+        d.push_outcome(n2, upload, false);
+        assert_eq!(d.take_retry(), BTreeSet::from([upload]));
+        assert_eq!(d.sort(n2, upload, Some(130), 131), Disposition::Push(130));
+        // A restart (a fresh account) pushes committed notices once more.
+        let mut fresh = Deliveries::default();
+        assert_eq!(fresh.sort(n1, upload, Some(60), 300), Disposition::Push(60));
+        // A refused transaction is retried a bounded number of times.
+        let other = h(2);
+        let n3 = h(12);
+        for _ in 0..MAX_FAILED_ATTEMPTS {
+            d.submitted([(n3, other)], 400);
+            assert!(d.failed(&n3, other));
+            assert_eq!(d.take_retry(), BTreeSet::from([other]));
+            assert_eq!(d.sort(n3, other, None, 300), Disposition::Publish);
+        }
+        assert!(!d.failed(&n3, other));
+        assert!(d.take_retry().is_empty());
+        assert!(d.in_flight.is_empty());
+    }
 
     #[test]
     fn the_engine_keeps_what_a_key_could_still_match() {
