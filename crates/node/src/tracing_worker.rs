@@ -701,12 +701,16 @@ impl Deliveries {
         self.retry.insert(upload);
     }
 
-    /// The transaction was refused or failed: its notices are not on the ledger. Returns
-    /// false when the upload has failed too often to be tried again.
-    fn failed(&mut self, id: &Hash, upload: Hash) -> bool {
+    /// The transaction was refused at submission (a stale nonce, a full mempool: worth
+    /// another try) or, `executed`, committed as failed (the contract refused it: tried
+    /// again at most [`MAX_FAILED_ATTEMPTS`] times). Its notices are not on the ledger.
+    /// Returns false when the upload has failed too often to be tried again.
+    fn failed(&mut self, id: &Hash, upload: Hash, executed: bool) -> bool {
         self.in_flight.remove(id);
         let n = self.failed.entry(upload).or_insert(0);
-        *n += 1;
+        if executed {
+            *n += 1;
+        }
         if *n <= MAX_FAILED_ATTEMPTS {
             self.retry.insert(upload);
             true
@@ -1143,7 +1147,7 @@ impl TracingWorker {
                     deliveries.submitted(ids(&notices), expiry);
                     submitted.push((notices, hash));
                 }
-                Err(e) => self.notices_failed(deliveries, &notices, &e),
+                Err(e) => self.notices_failed(deliveries, &notices, &e, false),
             }
         }
         for (notices, hash) in submitted {
@@ -1160,7 +1164,7 @@ impl TracingWorker {
                         deliveries.push_outcome(id, n.source_upload, ok);
                     }
                 }
-                Commit::Failed(e) => self.notices_failed(deliveries, &notices, &e),
+                Commit::Failed(e) => self.notices_failed(deliveries, &notices, &e, true),
                 Commit::NotYet(e) => {
                     m.notice_errors.inc();
                     tracing::warn!(error = %e, "a notice transaction has not committed yet; its uploads will be looked at again");
@@ -1173,13 +1177,19 @@ impl TracingWorker {
         Ok(())
     }
 
-    fn notices_failed(&self, deliveries: &mut Deliveries, notices: &[ExposureNotice], e: &str) {
+    fn notices_failed(
+        &self,
+        deliveries: &mut Deliveries,
+        notices: &[ExposureNotice],
+        e: &str,
+        executed: bool,
+    ) {
         self.metrics.tracing.notice_errors.inc();
         tracing::warn!(error = %e, "a notice transaction was refused or failed");
         let mut given_up = BTreeSet::new();
         for n in notices {
             let id = exposure::notice_id(&n.source_upload, n.day, &n.rpis);
-            if !deliveries.failed(&id, n.source_upload) {
+            if !deliveries.failed(&id, n.source_upload, executed) {
                 given_up.insert(n.source_upload);
             }
         }
@@ -1503,16 +1513,22 @@ mod tests {
         // A restart (a fresh account) pushes committed notices once more.
         let mut fresh = Deliveries::default();
         assert_eq!(fresh.sort(n1, upload, Some(60), 300), Disposition::Push(60));
-        // A refused transaction is retried a bounded number of times.
+        // A submission refused (stale nonce, full mempool) is always tried again; a
+        // transaction the contract failed, a bounded number of times.
         let other = h(2);
         let n3 = h(12);
+        for _ in 0..10 {
+            assert!(d.failed(&n3, other, false));
+            assert_eq!(d.take_retry(), BTreeSet::from([other]));
+        }
         for _ in 0..MAX_FAILED_ATTEMPTS {
             d.submitted([(n3, other)], 400);
-            assert!(d.failed(&n3, other));
+            assert!(d.failed(&n3, other, true));
             assert_eq!(d.take_retry(), BTreeSet::from([other]));
             assert_eq!(d.sort(n3, other, None, 300), Disposition::Publish);
         }
-        assert!(!d.failed(&n3, other));
+        assert!(!d.failed(&n3, other, true));
+        assert!(!d.failed(&n3, other, false));
         assert!(d.take_retry().is_empty());
         assert!(d.in_flight.is_empty());
     }
