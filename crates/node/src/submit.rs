@@ -98,19 +98,19 @@ pub(crate) async fn sign_and_submit_expiring(
 
 /// Waits for `hash` on the replica: `Ok(height)` when it committed and succeeded.
 pub(crate) async fn await_commit(ledger: &Arc<Ledger>, hash: Hash) -> Result<u64, String> {
-    await_commit_within(ledger, hash)
+    await_commit_until(ledger, hash, Instant::now() + COMMIT_TIMEOUT)
         .await?
         .ok_or_else(|| format!("transaction {hash} not committed in time"))
 }
 
-/// Waits up to [`COMMIT_TIMEOUT`] for `hash` on the replica: `Ok(Some(height))` when it
-/// committed and succeeded, `Ok(None)` when the wait ran out (it may still commit), `Err`
-/// when it committed and failed or the replica could not be read.
-pub(crate) async fn await_commit_within(
+/// Waits until `deadline` for `hash` on the replica (looks at least once):
+/// `Ok(Some(height))` when it committed and succeeded, `Ok(None)` when the wait ran out (it
+/// may still commit), `Err` when it committed and failed or the replica could not be read.
+pub(crate) async fn await_commit_until(
     ledger: &Arc<Ledger>,
     hash: Hash,
+    deadline: Instant,
 ) -> Result<Option<u64>, String> {
-    let deadline = Instant::now() + COMMIT_TIMEOUT;
     loop {
         let status = on_ledger(ledger, move |l| {
             l.tx_status(&hash).map_err(|e| e.to_string())

@@ -1150,8 +1150,12 @@ impl TracingWorker {
                 Err(e) => self.notices_failed(deliveries, &notices, &e, false),
             }
         }
+        // One wait for the lot: a stalled chain holds the step (and the relays and matches
+        // of the next one) for one COMMIT_TIMEOUT, not one per transaction; what has not
+        // committed by then is in doubt and looked at again at the next rematch.
+        let deadline = Instant::now() + COMMIT_TIMEOUT;
         for (notices, hash) in submitted {
-            match self.await_commit_status(hash).await {
+            match self.await_commit_status(hash, deadline).await {
                 Commit::Committed(height) => {
                     m.notices_published.inc_by(notices.len() as u64);
                     for n in notices {
@@ -1198,10 +1202,10 @@ impl TracingWorker {
         }
     }
 
-    /// Waits for `hash`, telling a failure (its notices are not on the ledger) from a wait
-    /// that ran out (they may still be).
-    async fn await_commit_status(&self, hash: Hash) -> Commit {
-        match crate::submit::await_commit_within(&self.ledger, hash).await {
+    /// Waits for `hash` until `deadline`, telling a failure (its notices are not on the
+    /// ledger) from a wait that ran out (they may still be).
+    async fn await_commit_status(&self, hash: Hash, deadline: Instant) -> Commit {
+        match crate::submit::await_commit_until(&self.ledger, hash, deadline).await {
             Ok(Some(h)) => Commit::Committed(h),
             Ok(None) => Commit::NotYet(format!("transaction {hash} not committed in time")),
             Err(e) => Commit::Failed(e),
