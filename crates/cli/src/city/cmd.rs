@@ -41,6 +41,10 @@ pub struct SimulateArgs {
     /// Probability a person runs the app (default: citysim's).
     #[arg(long)]
     pub app_adoption: Option<f64>,
+    /// Longest wait, after the last hour is played, for the edges to finish matching and
+    /// publishing (1 ..= 3600 s); notices still on their way then are not counted.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub drain_s: u64,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -117,6 +121,7 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         pool: args.pool,
         index_cases: args.index_cases,
         app_adoption: args.app_adoption,
+        drain_timeout_s: args.drain_s,
         ..CityRunOptions::default()
     };
     // Ctrl-C or SIGTERM stops the run; a temporary network is removed either way (it can
@@ -161,12 +166,18 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         f(m.notification.latency_s.p95)
     );
     println!(
-        "  missed exposures: {} not judged close, {} judged close but not delivered; notices: {} unresolved, {} dropped by this driver, {} pushes dropped by the edges",
+        "  missed exposures: {} not judged close, {} judged close but not delivered; notices: {} unresolved, {} dropped by this driver, {} pushes dropped and {} pushed again by the edges{}",
         m.notification.missed.not_judged_close,
         m.notification.missed.judged_close_not_delivered,
         m.notification.unresolved_notices,
         m.notification.dropped_by_driver,
-        m.notification.pushes_dropped_by_edges
+        m.notification.pushes_dropped_by_edges,
+        m.notification.repushed_by_edges,
+        if m.notification.drain_timed_out {
+            "; the drain timed out with the edges still working (--drain-s)"
+        } else {
+            ""
+        }
     );
     println!(
         "aerosol alerts: precision {} recall {} ({} truly elevated windows)",

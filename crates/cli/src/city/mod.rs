@@ -153,6 +153,12 @@ pub struct NotificationMetrics {
     /// Notices and relay outcomes the edges gave up pushing over MQTT
     /// (`tracing_pushes_dropped`).
     pub pushes_dropped_by_edges: u64,
+    /// Committed notices the edges pushed after their own step: late commits, refused
+    /// pushes, restarts (`tracing_notices_repushed`).
+    pub repushed_by_edges: u64,
+    /// Whether the drain ended at its limit (`--drain-s`) with the edges still working:
+    /// notices still on their way were not counted.
+    pub drain_timed_out: bool,
 }
 
 /// The true exposures no notice reached, by where they were lost. The evaluation engine
@@ -832,6 +838,7 @@ async fn drive(
             .collect()
     };
     let mut last_work = (edge_work(), Instant::now());
+    let mut drain_timed_out = false;
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let (relays, quiet) = heard
@@ -860,6 +867,7 @@ async fn drive(
             break;
         }
         if Instant::now() > deadline {
+            drain_timed_out = true;
             tracing::warn!(
                 timeout_s = opts.drain_timeout_s,
                 "the edges were still working when the drain timed out; notices still on their way are not counted"
@@ -960,6 +968,11 @@ async fn drive(
         unresolved_notices,
         dropped_by_driver: notices_dropped,
         pushes_dropped_by_edges: metrics.iter().map(|m| m.tracing.pushes_dropped.get()).sum(),
+        repushed_by_edges: metrics
+            .iter()
+            .map(|m| m.tracing.notices_repushed.get())
+            .sum(),
+        drain_timed_out,
     };
 
     let aerosol = aerosol_metrics(net, city, &player, observer.as_ref()).await?;
