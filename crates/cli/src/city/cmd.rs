@@ -122,7 +122,6 @@ pub async fn run(args: &SimulateArgs) -> anyhow::Result<()> {
         index_cases: args.index_cases,
         app_adoption: args.app_adoption,
         drain_timeout_s: args.drain_s,
-        ..CityRunOptions::default()
     };
     // Ctrl-C or SIGTERM stops the run; a temporary network is removed either way (it can
     // hold gigabytes in /dev/shm, which is memory).
