@@ -33,26 +33,37 @@ const TXS_PER_REQUEST: usize = 256;
 /// submits them through `api`, in batches of at most `TXS_PER_REQUEST`, one after the
 /// other: each transaction's hash, or why it was refused. Sign everything a step
 /// publishes in one call: a second call before the first one's transactions commit would
-/// read the same last nonce and sign the same nonces again.
+/// read the same last nonce and sign the same nonces again (see [`submit_from`]).
 pub(crate) async fn sign_and_submit(
     ledger: &Arc<Ledger>,
     api: &Client,
     key: &Keypair,
     payloads: Vec<Payload>,
 ) -> Result<Vec<Result<Hash, String>>, String> {
-    Ok(sign_and_submit_expiring(ledger, api, key, payloads)
-        .await?
-        .1)
+    Ok(submit_from(ledger, api, key, payloads, 0).await?.results)
 }
 
-/// [`sign_and_submit`], also giving the transactions' expiry height (the last height they
-/// can commit at).
-pub(crate) async fn sign_and_submit_expiring(
+/// What [`submit_from`] did.
+pub(crate) struct Submitted {
+    /// The transactions' expiry height (the last height they can commit at).
+    pub expiry_height: u64,
+    /// The nonce after the last one signed.
+    pub next_nonce: u64,
+    /// Each transaction's hash, or why it was refused.
+    pub results: Vec<Result<Hash, String>>,
+}
+
+/// [`sign_and_submit`] with nonces from `min_nonce` on when the replica's last one is
+/// lower. A worker that does not wait for every commit passes the nonce after its last
+/// signed one: the replica may not hold its transactions yet, and nonces need only
+/// increase (a gap is allowed), so none is signed twice.
+pub(crate) async fn submit_from(
     ledger: &Arc<Ledger>,
     api: &Client,
     key: &Keypair,
     payloads: Vec<Payload>,
-) -> Result<(u64, Vec<Result<Hash, String>>), String> {
+    min_nonce: u64,
+) -> Result<Submitted, String> {
     let public = key.public();
     let (last, height, chain) = on_ledger(ledger, move |l| {
         Ok((
@@ -63,6 +74,8 @@ pub(crate) async fn sign_and_submit_expiring(
     })
     .await?;
     let expiry_height = height.saturating_add(EXPIRY_BLOCKS);
+    let first = last.saturating_add(1).max(min_nonce);
+    let next_nonce = first.saturating_add(payloads.len() as u64);
     let txs: Vec<SignedTx> = payloads
         .into_iter()
         .enumerate()
@@ -70,7 +83,7 @@ pub(crate) async fn sign_and_submit_expiring(
             TxBody {
                 chain_id: chain.clone(),
                 signer: public,
-                nonce: last.saturating_add(1 + i as u64),
+                nonce: first.saturating_add(i as u64),
                 expiry_height,
                 payload,
             }
@@ -79,10 +92,15 @@ pub(crate) async fn sign_and_submit_expiring(
         .collect();
     let mut out = Vec::with_capacity(txs.len());
     for chunk in txs.chunks(TXS_PER_REQUEST) {
-        let r = api
-            .submit_batch(chunk)
-            .await
-            .map_err(|e| format!("submission refused: {e}"))?;
+        let r = match api.submit_batch(chunk).await {
+            Ok(r) => r,
+            Err(e) => {
+                // This request and the ones after it: refused (their nonces stay used).
+                let e = format!("submission refused: {e}");
+                out.resize(txs.len(), Err(e));
+                break;
+            }
+        };
         out.extend(
             r.results
                 .into_iter()
@@ -93,7 +111,11 @@ pub(crate) async fn sign_and_submit_expiring(
                 }),
         );
     }
-    Ok((expiry_height, out))
+    Ok(Submitted {
+        expiry_height,
+        next_nonce,
+        results: out,
+    })
 }
 
 /// Waits for `hash` on the replica: `Ok(height)` when it committed and succeeded.

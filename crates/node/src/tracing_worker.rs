@@ -657,6 +657,9 @@ struct Deliveries {
     retry: BTreeSet<Hash>,
     /// Refused or failed submissions per upload.
     failed: std::collections::HashMap<Hash, u32>,
+    /// The nonce after the last one this run signed (steps do not wait for every commit,
+    /// so the replica's last nonce may lag behind it).
+    next_nonce: u64,
 }
 
 impl Deliveries {
@@ -915,13 +918,6 @@ impl TracingWorker {
             .await
     }
 
-    async fn sign_and_submit(
-        &self,
-        payloads: Vec<Payload>,
-    ) -> Result<Vec<Result<Hash, String>>, String> {
-        crate::submit::sign_and_submit(&self.ledger, &self.api, &self.key, payloads).await
-    }
-
     async fn await_commit(&self, hash: Hash) -> Result<u64, String> {
         crate::submit::await_commit(&self.ledger, hash).await
     }
@@ -957,9 +953,19 @@ impl TracingWorker {
                     diagnosis::NAME,
                     &DiagnosisCall::PublishKeys { keys, certificate },
                 );
-                let submitted = self.sign_and_submit(vec![payload]).await;
+                let submitted = crate::submit::submit_from(
+                    &self.ledger,
+                    &self.api,
+                    &self.key,
+                    vec![payload],
+                    state.deliveries.next_nonce,
+                )
+                .await;
                 let hash = match submitted {
-                    Ok(mut v) => v.pop().unwrap_or_else(|| Err("no result".into())),
+                    Ok(mut r) => {
+                        state.deliveries.next_nonce = r.next_nonce;
+                        r.results.pop().unwrap_or_else(|| Err("no result".into()))
+                    }
                     Err(e) => Err(e),
                 };
                 match hash {
@@ -1126,15 +1132,19 @@ impl TracingWorker {
                 })
                 .collect()
         };
-        let (expiry, results) = match crate::submit::sign_and_submit_expiring(
+        let (expiry, results) = match crate::submit::submit_from(
             &self.ledger,
             &self.api,
             &self.key,
             payloads,
+            deliveries.next_nonce,
         )
         .await
         {
-            Ok(r) => r,
+            Ok(r) => {
+                deliveries.next_nonce = r.next_nonce;
+                (r.expiry_height, r.results)
+            }
             Err(e) => (0, vec![Err(e); batches.len()]),
         };
         let results = results
