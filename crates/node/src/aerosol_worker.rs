@@ -508,6 +508,9 @@ struct State {
     pushed: HashSet<Hash>,
     /// Case presences to relay.
     presences: Vec<PendingPresence>,
+    /// The nonce after the last one this worker signed (a transaction it stopped waiting
+    /// for may still be in a mempool, ahead of the replica's last nonce).
+    next_nonce: u64,
 }
 
 fn now_s() -> u64 {
@@ -559,6 +562,7 @@ impl AerosolWorker {
             committed: HashMap::new(),
             pushed: HashSet::new(),
             presences: Vec::new(),
+            next_nonce: 0,
         };
         let tick = Duration::from_millis(self.config.poll_interval_ms);
         loop {
@@ -827,7 +831,7 @@ impl AerosolWorker {
                 )
             })
             .collect();
-        let results = match self.sign_and_submit(payloads).await {
+        let results = match self.sign_and_submit(&mut state.next_nonce, payloads).await {
             Ok(r) => r,
             Err(e) => vec![Err(e); calls.len()],
         };
@@ -888,7 +892,7 @@ impl AerosolWorker {
             .iter()
             .map(|c| Payload::new(aerosol::NAME, c))
             .collect();
-        let results = match self.sign_and_submit(payloads).await {
+        let results = match self.sign_and_submit(&mut state.next_nonce, payloads).await {
             Ok(r) => r,
             Err(e) => vec![Err(e); calls.len()],
         };
@@ -923,11 +927,18 @@ impl AerosolWorker {
         Ok(())
     }
 
+    /// Signs and submits `payloads` from `next_nonce` on (see [`crate::submit::submit_from`])
+    /// and advances it.
     async fn sign_and_submit(
         &self,
+        next_nonce: &mut u64,
         payloads: Vec<Payload>,
     ) -> Result<Vec<Result<Hash, String>>, String> {
-        crate::submit::sign_and_submit(&self.ledger, &self.api, &self.key, payloads).await
+        let r =
+            crate::submit::submit_from(&self.ledger, &self.api, &self.key, payloads, *next_nonce)
+                .await?;
+        *next_nonce = r.next_nonce;
+        Ok(r.results)
     }
 
     async fn await_commit(&self, hash: Hash) -> Result<u64, String> {

@@ -29,20 +29,6 @@ async fn on_ledger<T: Send + 'static>(
 /// each, so 256 stay well under the API's request limit.
 const TXS_PER_REQUEST: usize = 256;
 
-/// Signs `payloads` as `key` with consecutive nonces after the replica's last one and
-/// submits them through `api`, in batches of at most `TXS_PER_REQUEST`, one after the
-/// other: each transaction's hash, or why it was refused. Sign everything a step
-/// publishes in one call: a second call before the first one's transactions commit would
-/// read the same last nonce and sign the same nonces again (see [`submit_from`]).
-pub(crate) async fn sign_and_submit(
-    ledger: &Arc<Ledger>,
-    api: &Client,
-    key: &Keypair,
-    payloads: Vec<Payload>,
-) -> Result<Vec<Result<Hash, String>>, String> {
-    Ok(submit_from(ledger, api, key, payloads, 0).await?.results)
-}
-
 /// What [`submit_from`] did.
 pub(crate) struct Submitted {
     /// The transactions' expiry height (the last height they can commit at).
@@ -53,10 +39,11 @@ pub(crate) struct Submitted {
     pub results: Vec<Result<Hash, String>>,
 }
 
-/// [`sign_and_submit`] with nonces from `min_nonce` on when the replica's last one is
-/// lower. A worker that does not wait for every commit passes the nonce after its last
-/// signed one: the replica may not hold its transactions yet, and nonces need only
-/// increase (a gap is allowed), so none is signed twice.
+/// Signs `payloads` as `key` with consecutive nonces from the replica's last one + 1, or
+/// from `min_nonce` when that is higher, and submits them through `api`, in batches of at
+/// most `TXS_PER_REQUEST`, one after the other. A worker passes the nonce after its last
+/// signed one: a transaction it stopped waiting for may still be in a mempool, ahead of
+/// the replica, and nonces need only increase (a gap is allowed), so none is signed twice.
 pub(crate) async fn submit_from(
     ledger: &Arc<Ledger>,
     api: &Client,
