@@ -20,16 +20,18 @@
 //!    from the upload (per-model calibration).
 //! 3. Matches are grouped by exposed device (the local [`DeviceLink`]) and UTC day; the
 //!    scorer's rule decides on the day's summary whether that device was a close contact.
-//! 4. For a close contact, ONE notice per own RPI of that device that was on air during a
-//!    matched encounter (the `own_rpi` of each upload holding one), with that RPI's own
-//!    score (its encounters' window scores) and the day.
+//! 4. For a close contact, ONE notice for that device and day: one of its own RPIs that was
+//!    on air during a matched encounter (the `own_rpi` of an upload holding one; the one
+//!    that carried most of the score), with the day's score. The device recognises any of
+//!    its RPIs, so one is enough; publishing every one of them (up to 144 a day) cost the
+//!    ledger one notice each and told more.
 //!
 //! # Late encounters
 //! A phone uploads what it heard in the last hour, so encounters with a case can reach the
 //! edge after the case's keys were matched. The engine keeps every RPI of the keys it has
 //! seen; an upload added later that observed one of them names that diagnosis upload in
 //! [`ExposureEngine::take_rematch`], and the caller runs [`ExposureEngine::process`] for it
-//! again with no new keys: only RPIs not yet notified are published. Keys (and their RPIs)
+//! again with no new keys: only device-days not yet notified are published. Keys (and their RPIs)
 //! are forgotten by [`ExposureEngine::prune_before`] once they can match nothing.
 //!
 //! # Privacy
@@ -38,9 +40,9 @@
 //! transaction carries two notices of one device; the order of notices within a
 //! transaction and of transactions is shuffled with the caller's seed, so order links
 //! nothing either. An RPI of the case (a matched RPI) or a key's data is never put in a
-//! notice (the `exposure` contract refuses those too), and an RPI is notified at most
-//! once per diagnosis upload (later releases of the same upload's keys only add RPIs not
-//! yet notified).
+//! notice (the `exposure` contract refuses those too), and a device-day is notified at
+//! most once per diagnosis upload (later releases of the same upload's keys only add
+//! device-days not yet notified).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -189,8 +191,8 @@ pub struct LocalDecision {
     pub summary: DaySummary,
     /// Whether it was a close contact.
     pub close_contact: bool,
-    /// Own RPIs notified in this round (empty when not a close contact or all were
-    /// notified before).
+    /// The own RPI notified in this round (none when not a close contact or the device-day
+    /// was notified before).
     pub notified: Vec<Rpi>,
 }
 
@@ -232,8 +234,8 @@ pub struct ExposureEngine {
     index: IndexRuns,
     /// Keys seen per diagnosis upload (accumulated over releases).
     keys: BTreeMap<Hash, Vec<DiagnosisKey>>,
-    /// RPIs notified per diagnosis upload.
-    notified: HashMap<Hash, HashSet<Rpi>>,
+    /// Device-days notified per diagnosis upload.
+    notified: HashMap<Hash, HashSet<(DeviceLink, u32)>>,
     /// Every RPI of the keys seen, with the diagnosis uploads whose keys derive it: an
     /// upload added later that observed one of them must be matched again.
     key_rpis: HashMap<Rpi, Vec<Hash>>,
@@ -622,15 +624,23 @@ impl ExposureEngine {
         for (group, summary) in days {
             let close_contact = scorer.is_close_contact(&summary);
             let mut fresh = Vec::new();
-            if close_contact {
-                for (rpi, score) in per_rpi.remove(&group).unwrap_or_default() {
-                    if case_rpis.contains(&rpi)
-                        || case_keys.contains(&rpi.0)
-                        || notified.contains(&rpi)
-                    {
-                        continue;
-                    }
-                    notified.insert(rpi);
+            if close_contact && !notified.contains(&group) {
+                // One notice per exposed device and day: the device recognises any of its
+                // own RPIs, so one is enough, and fewer published pseudonyms tell less. It
+                // names the RPI that carried most of the day's score and the day's score.
+                let eligible: Vec<(Rpi, f64)> = per_rpi
+                    .remove(&group)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(rpi, _)| !case_rpis.contains(rpi) && !case_keys.contains(&rpi.0))
+                    .collect();
+                let best = eligible
+                    .iter()
+                    .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.0.cmp(&a.0.0)))
+                    .map(|(rpi, _)| *rpi);
+                if let Some(rpi) = best {
+                    let score: f64 = eligible.iter().map(|(_, s)| s).sum();
+                    notified.insert(group);
                     fresh.push(rpi);
                     by_device.entry(group.0).or_default().push(ExposureNotice {
                         rpis: vec![rpi.0],
@@ -1078,7 +1088,7 @@ mod tests {
     }
 
     #[test]
-    fn close_contacts_get_one_notice_per_own_rpi_and_far_or_short_ones_none() {
+    fn a_close_contact_gets_one_notice_per_day_and_far_or_short_ones_none() {
         let case = device(1, 120);
         let near = device(2, 120);
         let far = device(3, 120);
@@ -1109,14 +1119,16 @@ mod tests {
             assert_eq!(n.source_upload, source);
             assert!(n.risk_score > 0);
         }
-        // Every own RPI of `near` with a matched encounter is notified exactly once.
+        // One notice for `near`'s day, naming one of its own RPIs with a matched encounter.
         let expected: HashSet<[u8; 16]> = heard(&near, &case, 0, 40, -60)
             .iter()
             .map(|u| u.own_rpi.0)
             .collect();
-        let got: HashSet<[u8; 16]> = notices.iter().map(|n| n.rpis[0]).collect();
-        assert_eq!(got, expected);
-        assert_eq!(got.len(), notices.len());
+        assert!(expected.len() > 1, "the encounter spans several own RPIs");
+        assert_eq!(notices.len(), 1);
+        assert!(expected.contains(&notices[0].rpis[0]));
+        let close = out.decisions.iter().find(|d| d.close_contact).unwrap();
+        assert_eq!(close.notified, vec![Rpi(notices[0].rpis[0])]);
         // Decisions: near close; far and short matched but not close.
         let close: Vec<_> = out.decisions.iter().filter(|d| d.close_contact).collect();
         assert_eq!(close.len(), 1);

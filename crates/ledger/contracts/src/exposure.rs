@@ -22,8 +22,8 @@
 //! two RPIs in one notice would tell every reader that they belong to one device, linking
 //! pseudonyms of a device that has not been confirmed. The edge decides that a device is a
 //! close contact with what it knows locally (which uploads one device signed) and publishes
-//! one notice per exposed RPI, each with that RPI's own score; the device, which knows all
-//! its RPIs, adds its notices up. (The field stays a list so the format can carry a
+//! one notice per exposed device and day, naming one of its RPIs with the day's score; the
+//! device recognises any of its RPIs. (The field stays a list so the format can carry a
 //! different rule later without a new call.) Nothing else is
 //! stored: no edge address, no location, no device address (the transaction's signer, an edge
 //! operator's member key, is in the block as for any transaction).

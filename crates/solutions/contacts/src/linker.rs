@@ -24,8 +24,9 @@
 //! # Encounters, dedupe and time
 //! One [`Encounter`] per (source case, exposed case, exposure day): `a` is the source case,
 //! `b` the exposed one, `score` the sum of the risk scores of the notices of that pair and
-//! day (one notice per exposed RPI, each scoring its own ~10-minute window, as the exposed
-//! device adds them up). The same notice (by id) counts once, the same key once.
+//! day (edges publish one notice per exposed device and day, with the day's score; a pair-day
+//! with several notices, from several edges or a restart, adds them up). The same notice (by
+//! id) counts once, the same key once.
 //!
 //! Notices carry only a UTC day, by design (nothing finer is published), so times have day
 //! resolution: `start_s` is the day's start (Unix seconds) plus [`DAY_ANCHOR_S`] (noon), and
