@@ -19,7 +19,7 @@ use crate::tables::{
     JMT_VALUES, META, SCHEMA_VERSION, STATE, TX_INDEX, TX_RESULTS, decode_tx_pos, decode_u64,
     encode_versioned, meta, node_key, tx_pos, value_key,
 };
-use crate::tree::{Hasher, Tree, TreeTables, guarded, panic_message};
+use crate::tree::{Hasher, Tree, TreeTables, guarded, panic_message, put_writes};
 use crate::{Snapshot, StateProof, StoreError};
 
 /// Most end-of-block events one block may store.
@@ -102,12 +102,6 @@ fn writes_digest(writes: &StateWrites) -> [u8; 32] {
         }
     }
     h.finalize().into()
-}
-
-fn value_set(writes: &StateWrites) -> impl Iterator<Item = (KeyHash, Option<Vec<u8>>)> + '_ {
-    writes
-        .iter()
-        .map(|(k, v)| (KeyHash::with::<Hasher>(k), v.clone()))
 }
 
 fn decode_record<T: borsh::BorshDeserialize>(
@@ -331,7 +325,7 @@ impl Store {
             let txn = self.begin_read()?;
             let tables = TreeTables::open(&txn)?;
             let tree = Tree::new(&tables);
-            guarded("genesis state", || tree.put_value_set(value_set(writes), 0))?
+            guarded("genesis state", || put_writes(&tree, writes, 0))?
         };
         let txn = self.begin_write()?;
         {
@@ -417,9 +411,7 @@ impl Store {
             .ok_or_else(|| StoreError::InvalidArgument("base height is u64::MAX".into()))?;
         let tables = TreeTables::open(&txn)?;
         let tree = Tree::new(&tables);
-        let (root, batch) = guarded("prepare state", || {
-            tree.put_value_set(value_set(writes), height)
-        })?;
+        let (root, batch) = guarded("prepare state", || put_writes(&tree, writes, height))?;
         Ok(PreparedState {
             root: Hash(root.0),
             height,

@@ -76,6 +76,43 @@ impl TreeReader for TreeTables {
     }
 }
 
+/// Applies `writes` to `tree` as version `version`: the new root and the nodes to store.
+///
+/// A write set of values only (the common case: a block that deletes nothing) goes through
+/// `jmt`'s batch insertion, which visits and hashes every touched node once. `put_value_set`
+/// inserts key by key, rebuilding and rehashing the path from the root for every key: for a
+/// block of thousands of writes the top levels of the tree were rehashed thousands of times
+/// (most of the cost of computing a state root). The tree, and so the root, is a function of
+/// the key set alone, so both ways give the same root and nodes (tested in the store's
+/// determinism tests). Deletions, and an empty set (which the batch refuses), take the
+/// key-by-key way.
+pub(crate) fn put_writes<R: TreeReader>(
+    tree: &jmt::JellyfishMerkleTree<'_, R, Hasher>,
+    writes: &trustedge_execution::StateWrites,
+    version: Version,
+) -> anyhow::Result<(jmt::RootHash, jmt::storage::TreeUpdateBatch)> {
+    let values: Option<Vec<(KeyHash, OwnedValue)>> = writes
+        .iter()
+        .map(|(k, v)| v.as_ref().map(|v| (KeyHash::with::<Hasher>(k), v.clone())))
+        .collect();
+    match values {
+        Some(values) if !values.is_empty() => {
+            let (roots, batch) = tree.batch_put_value_sets(vec![values], None, version)?;
+            let root = roots
+                .first()
+                .copied()
+                .ok_or_else(|| anyhow::anyhow!("jmt returned no root for version {version}"))?;
+            Ok((root, batch))
+        }
+        _ => tree.put_value_set(
+            writes
+                .iter()
+                .map(|(k, v)| (KeyHash::with::<Hasher>(k), v.clone())),
+            version,
+        ),
+    }
+}
+
 /// A tree with nothing stored: the base a fresh state is built on.
 struct EmptyTree;
 
@@ -100,11 +137,12 @@ pub fn state_root_of(
     writes: &trustedge_execution::StateWrites,
 ) -> Result<trustedge_types::Hash, StoreError> {
     let tree = jmt::JellyfishMerkleTree::<EmptyTree, Hasher>::new(&EmptyTree);
-    let values = writes
+    let values: trustedge_execution::StateWrites = writes
         .iter()
         .filter(|(_, v)| v.is_some())
-        .map(|(k, v)| (KeyHash::with::<Hasher>(k), v.clone()));
-    let (root, _) = guarded("state root of writes", || tree.put_value_set(values, 0))?;
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let (root, _) = guarded("state root of writes", || put_writes(&tree, &values, 0))?;
     Ok(trustedge_types::Hash(root.0))
 }
 

@@ -3,6 +3,7 @@
 
 use proptest::prelude::*;
 use trustedge_execution::StateWrites;
+use trustedge_types::Hash;
 
 use crate::common::*;
 
@@ -72,5 +73,76 @@ proptest! {
         let p2 = a.prepare_state(0, &merged).unwrap();
         prop_assert_eq!(p1.root, p2.root);
         prop_assert_eq!(p1.root, b.state_root(1).unwrap());
+    }
+}
+
+/// The root of a state holding exactly `state`, built key by key on an empty `jmt` tree: a
+/// reference computed neither by the store nor by its batch insertion.
+fn reference_root(state: &StateWrites) -> Hash {
+    use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
+    use jmt::{KeyHash, OwnedValue, Version};
+    struct Empty;
+    impl TreeReader for Empty {
+        fn get_node_option(&self, _: &NodeKey) -> anyhow::Result<Option<Node>> {
+            Ok(None)
+        }
+        fn get_value_option(&self, _: Version, _: KeyHash) -> anyhow::Result<Option<OwnedValue>> {
+            Ok(None)
+        }
+        fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+            Ok(None)
+        }
+    }
+    let tree = jmt::JellyfishMerkleTree::<Empty, sha2::Sha256>::new(&Empty);
+    let values = state
+        .iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, v)| (KeyHash::with::<sha2::Sha256>(k), v.clone()));
+    let (root, _) = tree.put_value_set(values, 0).unwrap();
+    Hash(root.0)
+}
+
+/// Blocks of many writes (sets only, the store's batch insertion; with deletions, its
+/// key-by-key insertion), over a key space small enough that later blocks update keys of
+/// earlier ones and large enough for a tree several levels deep.
+fn big_write_sets() -> impl Strategy<Value = Vec<StateWrites>> {
+    let block = (
+        proptest::collection::btree_map(0u16..3000, any::<u8>(), 0..400),
+        any::<bool>(),
+    )
+        .prop_map(|(m, deletes)| {
+            m.into_iter()
+                .map(|(k, v)| {
+                    let key = format!("key/{k}").into_bytes();
+                    let value = (!deletes || v % 4 != 0).then(|| vec![v; 1 + (k % 7) as usize]);
+                    (key, value)
+                })
+                .collect::<StateWrites>()
+        });
+    proptest::collection::vec(block, 1..6)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// After every block, the store's root (each block inserted incrementally on the tree
+    /// of the one before, in one batch when it deletes nothing) is the root of the whole
+    /// state inserted key by key into an empty tree; and so is `state_root_of`.
+    #[test]
+    fn incremental_roots_match_a_key_by_key_reference(sets in big_write_sets()) {
+        let (_dir, store) = genesis_store();
+        let mut state = genesis_writes();
+        for (i, s) in sets.iter().enumerate() {
+            commit_writes(&store, s).unwrap();
+            for (k, v) in s {
+                match v {
+                    Some(_) => { state.insert(k.clone(), v.clone()); }
+                    None => { state.remove(k); }
+                }
+            }
+            let want = reference_root(&state);
+            prop_assert_eq!(store.state_root(i as u64 + 1).unwrap(), want);
+            prop_assert_eq!(trustedge_store::state_root_of(&state).unwrap(), want);
+        }
     }
 }
