@@ -10,73 +10,16 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use trustedge_chain::verify::verify_parallel;
 use trustedge_chain::{Ledger, LedgerConfig};
-use trustedge_contracts::{DevicesCall, Genesis, GenesisMember, GenesisOrg, GovernancePolicy};
-use trustedge_execution::{DeviceClass, OrgKind, Role};
-use trustedge_types::{Address, Keypair, Payload, SignedTx, TxBody, Validator};
+use trustedge_types::{Address, Keypair, SignedTx};
+
+#[path = "support/workload.rs"]
+mod workload;
+use workload::{genesis, registration};
 
 const BLOCK_TXS: usize = 1_000;
 
-fn genesis(validator: &Keypair, admin: &Keypair) -> Genesis {
-    Genesis {
-        chain_id: "bench".into(),
-        genesis_time_ms: 1,
-        validators: vec![Validator {
-            name: "v0".into(),
-            address: Address::of_member(&validator.public()),
-            public_key: validator.public(),
-            power: 1,
-        }],
-        organisations: vec![
-            GenesisOrg {
-                id: "health-authority-1".into(),
-                name: "HA".into(),
-                kind: OrgKind::HealthAuthority,
-                members: vec![GenesisMember {
-                    public_key: Keypair::from_seed([3; 32]).public(),
-                    role: Role::Admin,
-                }],
-            },
-            GenesisOrg {
-                id: "hospital-1".into(),
-                name: "Hospital".into(),
-                kind: OrgKind::Hospital,
-                members: vec![GenesisMember {
-                    public_key: admin.public(),
-                    role: Role::Admin,
-                }],
-            },
-        ],
-        policy: GovernancePolicy {
-            admission_approvals: 1,
-        },
-    }
-}
-
 fn registrations(admin: &Keypair, n: usize) -> Vec<SignedTx> {
-    (0..n)
-        .map(|i| {
-            let mut seed = [0u8; 32];
-            seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
-            seed[31] = 0xde;
-            let device = Keypair::from_seed(seed);
-            TxBody {
-                chain_id: "bench".into(),
-                signer: admin.public(),
-                nonce: i as u64 + 1,
-                expiry_height: 1_000_000,
-                payload: Payload::new(
-                    "devices",
-                    &DevicesCall::Register {
-                        key: device.public(),
-                        class: DeviceClass::Thermometer,
-                        model: "thermo-1".into(),
-                        attributes: vec![],
-                    },
-                ),
-            }
-            .sign(admin)
-        })
-        .collect()
+    (0..n as u64).map(|i| registration(admin, i)).collect()
 }
 
 fn bench(c: &mut Criterion) {
