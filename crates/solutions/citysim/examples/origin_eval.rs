@@ -96,17 +96,23 @@ fn diagnose(city: &City) {
 #[allow(dead_code)]
 fn misses(city: &City, rank: &trustedge_origin::RankParams, seed: u64) {
     use std::collections::BTreeMap;
+    use trustedge_citysim::score::{ClusterMatcher, InferredCluster};
     use trustedge_contacts::CaseId;
     let ev = trustedge_citysim::evidence::observe(city, &Default::default());
     let graph =
         trustedge_contacts::ContactGraph::build(&ev.encounters, Default::default()).unwrap();
     let report = trustedge_origin::rank_origins(&ev.cases, &graph, &ev.rooms, rank, seed).unwrap();
-    let mut where_: BTreeMap<u32, usize> = BTreeMap::new();
-    for (k, c) in report.clusters.iter().enumerate() {
-        for p in &c.cases {
-            where_.insert(p.0, k);
-        }
-    }
+    let person = |c: &CaseId| trustedge_citysim::PersonId(c.0);
+    let inferred: Vec<InferredCluster> = report
+        .clusters
+        .iter()
+        .map(|c| InferredCluster {
+            cases: c.cases.iter().map(person).collect(),
+            ranking: c.candidates.iter().map(|k| person(&k.case)).collect(),
+            baseline: c.baseline.iter().map(person).collect(),
+        })
+        .collect();
+    let matcher = ClusterMatcher::new(&inferred);
     let day = |t: u64| t / trustedge_citysim::DAY_S;
     let infected: BTreeMap<u32, u64> = city
         .truth()
@@ -129,16 +135,7 @@ fn misses(city: &City, rank: &trustedge_origin::RankParams, seed: u64) {
         if c.confirmed.len() < trustedge_citysim::truth::MIN_SCORED_CONFIRMED {
             continue;
         }
-        let mut overlap: BTreeMap<usize, usize> = BTreeMap::new();
-        for p in &c.confirmed {
-            if let Some(&k) = where_.get(&p.0) {
-                *overlap.entry(k).or_default() += 1;
-            }
-        }
-        let Some((&k, &n)) = overlap
-            .iter()
-            .max_by_key(|(k, n)| (**n, report.clusters[**k].cases.len()))
-        else {
+        let Some((k, n)) = matcher.matched(&c) else {
             continue;
         };
         let m = &report.clusters[k];

@@ -112,6 +112,45 @@ pub struct OriginScore {
     pub linked_baseline_top3: f64,
 }
 
+/// Matches true clusters to inferred ones: each true cluster goes to the inferred cluster
+/// holding most of its confirmed cases (ties: the larger inferred cluster, then the one with
+/// the smaller first case) — the match [`score_origins`] scores.
+pub struct ClusterMatcher<'a> {
+    inferred: &'a [InferredCluster],
+    where_: BTreeMap<PersonId, usize>,
+}
+
+impl<'a> ClusterMatcher<'a> {
+    /// Indexes `inferred` by case.
+    pub fn new(inferred: &'a [InferredCluster]) -> Self {
+        let mut where_: BTreeMap<PersonId, usize> = BTreeMap::new();
+        for (k, c) in inferred.iter().enumerate() {
+            for p in &c.cases {
+                where_.insert(*p, k);
+            }
+        }
+        ClusterMatcher { inferred, where_ }
+    }
+
+    /// The index of the inferred cluster matched to `c` and how many of `c`'s confirmed
+    /// cases it holds; `None` when no inferred cluster holds any.
+    pub fn matched(&self, c: &Cluster) -> Option<(usize, usize)> {
+        let mut overlap: BTreeMap<usize, usize> = BTreeMap::new();
+        for p in &c.confirmed {
+            if let Some(&k) = self.where_.get(p) {
+                *overlap.entry(k).or_default() += 1;
+            }
+        }
+        let inferred = self.inferred;
+        let first = |k: usize| inferred[k].cases.iter().min().copied();
+        overlap.into_iter().max_by(|(ka, na), (kb, nb)| {
+            na.cmp(nb)
+                .then(inferred[*ka].cases.len().cmp(&inferred[*kb].cases.len()))
+                .then(first(*kb).cmp(&first(*ka)))
+        })
+    }
+}
+
 /// Scores origin rankings against the true clusters — the one scoring rule of the
 /// simulation driver and of `trustedge origin eval --city`.
 ///
@@ -124,12 +163,7 @@ pub struct OriginScore {
 /// inferred cluster merging two true clusters is scored as it ranks (a ranking that puts
 /// the other cluster's origin first misses). Accuracies are 0 when nothing is scored.
 pub fn score_origins(truth: &[Cluster], inferred: &[InferredCluster]) -> OriginScore {
-    let mut where_: BTreeMap<PersonId, usize> = BTreeMap::new();
-    for (k, c) in inferred.iter().enumerate() {
-        for p in &c.cases {
-            where_.insert(*p, k);
-        }
-    }
+    let matcher = ClusterMatcher::new(inferred);
     let mut s = OriginScore {
         clusters: 0,
         linked: 0,
@@ -149,18 +183,7 @@ pub fn score_origins(truth: &[Cluster], inferred: &[InferredCluster]) -> OriginS
             continue;
         }
         s.clusters += 1;
-        let mut overlap: BTreeMap<usize, usize> = BTreeMap::new();
-        for p in &c.confirmed {
-            if let Some(&k) = where_.get(p) {
-                *overlap.entry(k).or_default() += 1;
-            }
-        }
-        let first = |k: usize| inferred[k].cases.iter().min().copied();
-        let Some((&k, &n)) = overlap.iter().max_by(|(ka, na), (kb, nb)| {
-            na.cmp(nb)
-                .then(inferred[**ka].cases.len().cmp(&inferred[**kb].cases.len()))
-                .then(first(**kb).cmp(&first(**ka)))
-        }) else {
+        let Some((k, n)) = matcher.matched(c) else {
             continue;
         };
         let linked = n == c.confirmed.len();
