@@ -1074,8 +1074,8 @@ impl TracingWorker {
             let mut fresh = Vec::new();
             for (n, id, on_ledger) in b {
                 match state.deliveries.sort(id, n.source_upload, on_ledger, tip) {
-                    Disposition::Publish => fresh.push(n),
-                    Disposition::Push(height) => matched.push.push((n, height)),
+                    Disposition::Publish => fresh.push((id, n)),
+                    Disposition::Push(height) => matched.push.push((id, n, height)),
                     Disposition::Skip => {}
                 }
             }
@@ -1097,13 +1097,8 @@ impl TracingWorker {
         matched: Matched,
     ) -> Result<(), String> {
         let m = &self.metrics.tracing;
-        for (n, height) in matched.push {
-            let ok = publish_notice(mqtt, &n, height).await;
-            if !ok {
-                m.pushes_dropped.inc();
-            }
-            let id = exposure::notice_id(&n.source_upload, n.day, &n.rpis);
-            deliveries.push_outcome(id, n.source_upload, ok);
+        for (id, n, height) in matched.push {
+            self.push(deliveries, mqtt, id, &n, height).await;
             m.notices_repushed.inc();
         }
         let batches = matched.publish;
@@ -1116,22 +1111,11 @@ impl TracingWorker {
                 Payload::new(
                     exposure::NAME,
                     &ExposureCall::PublishNotices {
-                        notices: notices.clone(),
+                        notices: notices.iter().map(|(_, n)| n.clone()).collect(),
                     },
                 )
             })
             .collect();
-        let ids = |notices: &[ExposureNotice]| -> Vec<(Hash, Hash)> {
-            notices
-                .iter()
-                .map(|n| {
-                    (
-                        exposure::notice_id(&n.source_upload, n.day, &n.rpis),
-                        n.source_upload,
-                    )
-                })
-                .collect()
-        };
         let (expiry, results) = match crate::submit::submit_from(
             &self.ledger,
             &self.api,
@@ -1154,7 +1138,8 @@ impl TracingWorker {
         for (notices, r) in batches.into_iter().zip(results) {
             match r {
                 Ok(hash) => {
-                    deliveries.submitted(ids(&notices), expiry);
+                    deliveries
+                        .submitted(notices.iter().map(|(id, n)| (*id, n.source_upload)), expiry);
                     submitted.push((notices, hash));
                 }
                 Err(e) => self.notices_failed(deliveries, &notices, &e, false),
@@ -1168,21 +1153,16 @@ impl TracingWorker {
             match self.await_commit_status(hash, deadline).await {
                 Commit::Committed(height) => {
                     m.notices_published.inc_by(notices.len() as u64);
-                    for n in notices {
-                        let id = exposure::notice_id(&n.source_upload, n.day, &n.rpis);
+                    for (id, n) in notices {
                         deliveries.committed(&id);
-                        let ok = publish_notice(mqtt, &n, height).await;
-                        if !ok {
-                            m.pushes_dropped.inc();
-                        }
-                        deliveries.push_outcome(id, n.source_upload, ok);
+                        self.push(deliveries, mqtt, id, &n, height).await;
                     }
                 }
                 Commit::Failed(e) => self.notices_failed(deliveries, &notices, &e, true),
                 Commit::NotYet(e) => {
                     m.notice_errors.inc();
                     tracing::warn!(error = %e, "a notice transaction has not committed yet; its uploads will be looked at again");
-                    for n in &notices {
+                    for (_, n) in &notices {
                         deliveries.unsure(n.source_upload);
                     }
                 }
@@ -1191,19 +1171,34 @@ impl TracingWorker {
         Ok(())
     }
 
+    /// Pushes committed notice `id` to devices and records the outcome.
+    async fn push(
+        &self,
+        deliveries: &mut Deliveries,
+        mqtt: &AsyncClient,
+        id: Hash,
+        n: &ExposureNotice,
+        height: u64,
+    ) {
+        let ok = publish_notice(mqtt, id, n, height).await;
+        if !ok {
+            self.metrics.tracing.pushes_dropped.inc();
+        }
+        deliveries.push_outcome(id, n.source_upload, ok);
+    }
+
     fn notices_failed(
         &self,
         deliveries: &mut Deliveries,
-        notices: &[ExposureNotice],
+        notices: &[(Hash, ExposureNotice)],
         e: &str,
         executed: bool,
     ) {
         self.metrics.tracing.notice_errors.inc();
         tracing::warn!(error = %e, "a notice transaction was refused or failed");
         let mut given_up = BTreeSet::new();
-        for n in notices {
-            let id = exposure::notice_id(&n.source_upload, n.day, &n.rpis);
-            if !deliveries.failed(&id, n.source_upload, executed) {
+        for (id, n) in notices {
+            if !deliveries.failed(id, n.source_upload, executed) {
                 given_up.insert(n.source_upload);
             }
         }
@@ -1223,11 +1218,12 @@ impl TracingWorker {
     }
 }
 
-/// The notices of one match: to submit (in transactions), and committed ones to push.
+/// The notices of one match, with their ids: to submit (one transaction per batch), and
+/// committed ones to push (with their height).
 #[derive(Default)]
 struct Matched {
-    publish: Vec<Vec<ExposureNotice>>,
-    push: Vec<(ExposureNotice, u64)>,
+    publish: Vec<Vec<(Hash, ExposureNotice)>>,
+    push: Vec<(Hash, ExposureNotice, u64)>,
 }
 
 /// How the wait for a notice transaction ended.
@@ -1237,9 +1233,9 @@ enum Commit {
     NotYet(String),
 }
 
-/// Pushes a committed notice to devices; false when it could not be queued within
-/// `mqtt::PUSH_TIMEOUT` (devices can still read it from the ledger).
-async fn publish_notice(mqtt: &AsyncClient, n: &ExposureNotice, height: u64) -> bool {
+/// Pushes committed notice `id` to devices; false when it could not be queued within
+/// `mqtt::PUSH_TIMEOUT` (its upload is then matched again and the notice pushed again).
+async fn publish_notice(mqtt: &AsyncClient, id: Hash, n: &ExposureNotice, height: u64) -> bool {
     let Some(rpi) = n.rpis.first() else {
         return true;
     };
@@ -1248,7 +1244,7 @@ async fn publish_notice(mqtt: &AsyncClient, n: &ExposureNotice, height: u64) -> 
         risk_score: n.risk_score,
         day: n.day,
         source_upload: n.source_upload,
-        notice_id: exposure::notice_id(&n.source_upload, n.day, &n.rpis),
+        notice_id: id,
         height,
     };
     match serde_json::to_vec(&msg) {
