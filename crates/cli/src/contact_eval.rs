@@ -85,6 +85,15 @@ fn carry_of(ctx: &trustedge_distance::channel::LinkContext) -> &'static str {
 /// One ordered pair-day as the edge saw it.
 #[derive(Debug, Clone)]
 pub struct PairDay {
+    /// Day of the city.
+    pub day: u32,
+    /// The exposed device's owner (who heard).
+    pub observer: PersonId,
+    /// The owner of the phone heard (the case, were it confirmed).
+    pub heard: PersonId,
+    /// The GAEN v2 score the edge gives the day's encounter (weighted seconds, what an
+    /// exposure notice carries as its risk score); computed only by [`play_among`].
+    pub score_s: f64,
     /// Whether the truth has the pair as a close contact that day.
     pub truth: bool,
     /// True distance class index into [`CLASSES`].
@@ -129,6 +138,25 @@ fn rpi_of(heard: PersonId, t: u64) -> Rpi {
 /// Plays a city through the device filter and the edge scorer: one [`PairDay`] per ordered
 /// co-present app pair-day.
 pub fn play(city: &City, scorer: &DistanceScorer) -> anyhow::Result<Vec<PairDay>> {
+    play_filtered(city, scorer, None)
+}
+
+/// [`play`] over the pairs of `people` only, each pair-day with its GAEN score
+/// ([`PairDay::score_s`]).
+pub fn play_among(
+    city: &City,
+    scorer: &DistanceScorer,
+    people: &std::collections::BTreeSet<PersonId>,
+) -> anyhow::Result<Vec<PairDay>> {
+    play_filtered(city, scorer, Some(people))
+}
+
+fn play_filtered(
+    city: &City,
+    scorer: &DistanceScorer,
+    people: Option<&std::collections::BTreeSet<PersonId>>,
+) -> anyhow::Result<Vec<PairDay>> {
+    use trustedge_edge::exposure::ExposureScorer as _;
     let cfg = city.config();
     let truth = city.truth().app_close_contacts();
     let pop = city.population();
@@ -138,6 +166,9 @@ pub fn play(city: &City, scorer: &DistanceScorer) -> anyhow::Result<Vec<PairDay>
         let pieces = city.encounter_pieces(&plan);
         let mut acc: HashMap<(PersonId, PersonId), Acc> = HashMap::new();
         for piece in &pieces {
+            if people.is_some_and(|p| !(p.contains(&piece.a) && p.contains(&piece.b))) {
+                continue;
+            }
             let secs = piece.end_s - piece.start_s;
             for (observer, heard) in [(piece.a, piece.b), (piece.b, piece.a)] {
                 let batch = city.sightings(piece, observer)?;
@@ -180,6 +211,7 @@ pub fn play(city: &City, scorer: &DistanceScorer) -> anyhow::Result<Vec<PairDay>
                 pop.person(heard).device_model(),
             );
             let mut intervals = Vec::new();
+            let mut score_s = 0.0;
             let refs: Vec<&Encounter> = encounters.iter().collect();
             if let Some(merged) = merge_key_encounters(&refs) {
                 let input = EncounterInput {
@@ -199,6 +231,9 @@ pub fn play(city: &City, scorer: &DistanceScorer) -> anyhow::Result<Vec<PairDay>
                         .iter()
                         .map(|i| (i.distance.meters, i.duration_s)),
                 );
+                if people.is_some() {
+                    score_s = scorer.score(&input).score;
+                }
             }
             let (x, y) = if observer < heard {
                 (observer, heard)
@@ -207,6 +242,10 @@ pub fn play(city: &City, scorer: &DistanceScorer) -> anyhow::Result<Vec<PairDay>
             };
             let dominant = (0..5).max_by_key(|&i| (a.secs[i], 5 - i)).unwrap_or(4);
             out.push(PairDay {
+                day,
+                observer,
+                heard,
+                score_s,
                 truth: truth.contains(&(day, x, y)),
                 class: dominant,
                 carry: a.longest.1.as_ref().map_or("hand", carry_of),

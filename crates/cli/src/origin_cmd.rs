@@ -61,7 +61,43 @@ enum OriginCommand {
         /// Simulated days (with `--city`; 1 ..= 60).
         #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=60))]
         days: u32,
+        /// Which close contacts between confirmed cases the inference is given (with
+        /// `--city`).
+        #[arg(long, value_enum, default_value_t = ContactSource::Truth)]
+        contacts: ContactSource,
+        /// What a cluster of linked cases is.
+        #[arg(long, value_enum, default_value_t = Clusters::TreeImports)]
+        clusters: Clusters,
     },
+}
+
+/// `trustedge_origin::ClusterRule` on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clusters {
+    /// Connected components of the evidence.
+    Components,
+    /// Components split at the imports of their most likely tree.
+    TreeImports,
+}
+
+impl From<Clusters> for trustedge_origin::ClusterRule {
+    fn from(c: Clusters) -> Self {
+        match c {
+            Clusters::Components => trustedge_origin::ClusterRule::Components,
+            Clusters::TreeImports => trustedge_origin::ClusterRule::TreeImports,
+        }
+    }
+}
+
+/// The close contacts `origin eval --city` observes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContactSource {
+    /// The pair-days that meet the close-contact rule on true distances.
+    Truth,
+    /// The pair-days the edge decides close from the phones' BLE (and UWB) sightings, as
+    /// the real path does (`trustedge tracing city-eval`), scored as its notices are: one
+    /// encounter per direction, the GAEN score of the day.
+    Edge,
 }
 
 /// `origin eval --city`: generate the city, observe, rank, score; print the figures.
@@ -70,9 +106,11 @@ fn eval_city(
     population: u32,
     days: u32,
     samples: u32,
+    contacts: ContactSource,
+    clusters: Clusters,
     json: bool,
 ) -> anyhow::Result<()> {
-    use trustedge_citysim::evidence::{ObserveParams, evaluate_origins};
+    use trustedge_citysim::evidence::{ObserveParams, evaluate_evidence, observe};
     let started = std::time::Instant::now();
     let cfg = trustedge_citysim::CityConfig {
         population,
@@ -85,9 +123,17 @@ fn eval_city(
     let rank = trustedge_origin::RankParams {
         explain_top: 0,
         samples,
+        clusters: clusters.into(),
         ..trustedge_origin::RankParams::default()
     };
-    let r = evaluate_origins(&city, &ObserveParams::default(), &rank, seed)?;
+    let mut ev = observe(&city, &ObserveParams::default());
+    let mut edge_decisions = None;
+    if contacts == ContactSource::Edge {
+        let (encounters, decided) = edge_encounters(&city, &ev.cases)?;
+        edge_decisions = Some(decided);
+        ev.encounters = encounters;
+    }
+    let r = evaluate_evidence(&city, &ev, &rank, seed)?;
     let wall_s = started.elapsed().as_secs_f64();
     let s = r.score;
     if json {
@@ -117,6 +163,8 @@ fn eval_city(
                 "room_windows": r.room_windows,
                 "inferred_clusters": r.inferred_clusters,
             },
+            "contacts": format!("{contacts:?}").to_lowercase(),
+            "edge_decisions": edge_decisions,
             "samples": samples,
             "wall_s": wall_s,
         });
@@ -140,6 +188,60 @@ fn eval_city(
     Ok(())
 }
 
+/// How the edge's close-contact decisions between confirmed cases compare with the rule on
+/// true distances (ordered pair-days).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+struct EdgeDecisions {
+    /// Ordered co-present pair-days of two confirmed cases.
+    pair_days: u64,
+    /// Decided close.
+    decided: u64,
+    /// Decided close and truly close.
+    true_positives: u64,
+    /// Truly close.
+    positives: u64,
+}
+
+/// The close contacts between `cases` as the edge decides them: one encounter per ordered
+/// pair-day decided close (the case heard → the exposed observer), at noon of the day as
+/// the cloud's linker records them, its score the day's GAEN score in weighted minutes.
+fn edge_encounters(
+    city: &trustedge_citysim::City,
+    cases: &[trustedge_origin::Case],
+) -> anyhow::Result<(Vec<trustedge_contacts::Encounter>, EdgeDecisions)> {
+    use trustedge_citysim::{DAY_S, PersonId};
+    let people: std::collections::BTreeSet<PersonId> =
+        cases.iter().map(|c| PersonId(c.id.0)).collect();
+    let scorer = trustedge_edge::exposure::default_scorer()?;
+    let rule = scorer.rule;
+    let pairs = crate::contact_eval::play_among(city, &scorer, &people)?;
+    let mut d = EdgeDecisions::default();
+    let mut out = Vec::new();
+    for p in &pairs {
+        d.pair_days += 1;
+        d.positives += u64::from(p.truth);
+        if !p.decide(rule.max_distance_m, rule.min_minutes_per_day) {
+            continue;
+        }
+        d.decided += 1;
+        d.true_positives += u64::from(p.truth);
+        let close_s: u64 = p
+            .intervals
+            .iter()
+            .filter(|i| i.0 <= rule.max_distance_m)
+            .map(|i| u64::from(i.1))
+            .sum();
+        out.push(trustedge_contacts::Encounter {
+            a: trustedge_contacts::CaseId(p.heard.0),
+            b: trustedge_contacts::CaseId(p.observer.0),
+            start_s: city.config().start_s + u64::from(p.day) * DAY_S + DAY_S / 2,
+            duration_s: u32::try_from(close_s).unwrap_or(u32::MAX),
+            score: (p.score_s / 60.0) as f32,
+        });
+    }
+    Ok((out, d))
+}
+
 /// Runs `trustedge origin ...`.
 pub async fn run(args: &OriginArgs) -> anyhow::Result<()> {
     let Some(command) = &args.command else {
@@ -155,18 +257,30 @@ pub async fn run(args: &OriginArgs) -> anyhow::Result<()> {
             population,
             days,
             samples,
+            contacts,
+            clusters,
             json,
             ..
-        } => eval_city(*seed, *population, *days, *samples, *json),
+        } => eval_city(
+            *seed,
+            *population,
+            *days,
+            *samples,
+            *contacts,
+            *clusters,
+            *json,
+        ),
         OriginCommand::Eval {
             seed,
             outbreaks,
             samples,
+            clusters,
             json,
             ..
         } => {
             let mut spec = EvalSpec::default();
             spec.rank.samples = *samples;
+            spec.rank.clusters = (*clusters).into();
             let started = std::time::Instant::now();
             let r = evaluate(&spec, *seed, *outbreaks)?;
             let wall_s = started.elapsed().as_secs_f64();

@@ -13,7 +13,8 @@
 //! - **close contacts between cases**: exposure notices whose RPI belongs to a later- (or
 //!   earlier-) confirmed case, linked by a [`ContactLinker`] exactly as the contact index
 //!   does (`exposure/notice_published` + the cases' released keys); the encounter's score is
-//!   the sum of the notices' risk scores for that pair and day; times have day resolution
+//!   the sum of the notices' risk scores for that pair and day (GAEN weighted seconds),
+//!   in weighted minutes as the model reads it; times have day resolution
 //!   (noon UTC).
 //! - **room evidence**: case presences (`aerosol/case_presence`, see
 //!   `trustedge_contracts::aerosol`) grouped by the alert windows they overlapped: one
@@ -333,9 +334,14 @@ pub struct ContactEvidenceView {
     pub to: String,
     /// Time of the contact (noon UTC of its day: notices carry only a day), Unix seconds.
     pub start_s: u64,
-    /// Its score (sum of the notices' risk scores).
+    /// Its score in GAEN weighted minutes (the sum of the notices' risk scores, which are
+    /// weighted seconds, ÷ 60).
     pub score: f32,
 }
+
+/// Notice risk scores are GAEN weighted seconds; [`trustedge_origin::EpiModel`] reads
+/// weighted minutes.
+const SECONDS_PER_MINUTE: f32 = 60.0;
 
 /// A shared alerted room window supporting a transmission edge.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -443,14 +449,21 @@ impl OriginInputs {
             })
             .collect();
         let info: Vec<CaseInfo> = chosen.iter().map(|(_, c)| **c).collect();
-        // Contacts: the linker's encounters between two of the chosen cases.
+        // Contacts: the linker's encounters between two of the chosen cases. Their scores
+        // are sums of notice risk scores, GAEN weighted *seconds*; the model's transmission
+        // chance is per weighted minute.
         let encounters: Vec<Encounter> = self
             .linker
             .encounters()
             .filter_map(|e| {
                 let a = id_of.get(&Hash(*self.linker.upload(e.a)?))?;
                 let b = id_of.get(&Hash(*self.linker.upload(e.b)?))?;
-                Some(Encounter { a: *a, b: *b, ..e })
+                Some(Encounter {
+                    a: *a,
+                    b: *b,
+                    score: e.score / SECONDS_PER_MINUTE,
+                    ..e
+                })
             })
             .collect();
         let graph = ContactGraph::build(&encounters, EncounterFilter::default())

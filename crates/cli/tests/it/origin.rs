@@ -44,6 +44,66 @@ fn origin_eval_prints_rates_in_range() {
     assert!(!bad.ok(), "{}", bad.describe());
 }
 
+/// `trustedge origin eval --city --contacts edge`: the inference given the edge's BLE
+/// close-contact decisions between confirmed cases instead of the true close contacts. The
+/// decisions are counted against the truth, and no top-k exceeds the evidence's ceiling.
+#[test]
+fn origin_eval_on_a_city_with_the_edges_contacts() {
+    let base = [
+        "origin",
+        "eval",
+        "--city",
+        "--seed",
+        "1",
+        "--population",
+        "3000",
+        "--days",
+        "14",
+        "--samples",
+        "200",
+        "--json",
+    ];
+    let args = |contacts: &'static str| {
+        let mut v = base.to_vec();
+        v.extend(["--contacts", contacts]);
+        v
+    };
+    let truth = run(&args("truth"), Duration::from_secs(300));
+    assert!(truth.ok(), "{}", truth.describe());
+    let edge = run(&args("edge"), Duration::from_secs(300));
+    assert!(edge.ok(), "{}", edge.describe());
+    let (t, e) = (truth.json(), edge.json());
+    assert_eq!(t["contacts"], "truth");
+    assert!(t["edge_decisions"].is_null());
+    assert_eq!(e["contacts"], "edge");
+    // Same city, same cases; only the contacts differ.
+    assert_eq!(t["evidence"]["cases"], e["evidence"]["cases"]);
+    assert_eq!(t["scored_clusters"], e["scored_clusters"]);
+    let d = &e["edge_decisions"];
+    let n = |k: &str| d[k].as_u64().unwrap_or_else(|| panic!("{k}: {d}"));
+    assert!(n("pair_days") > 0, "{d}");
+    assert!(
+        n("true_positives") <= n("decided").min(n("positives")),
+        "{d}"
+    );
+    assert!(n("decided") <= n("pair_days"), "{d}");
+    assert_eq!(e["evidence"]["encounters"].as_u64(), Some(n("decided")));
+    // The edge decides most true close contacts close.
+    assert!(
+        n("true_positives") as f64 >= 0.8 * n("positives") as f64,
+        "{d}"
+    );
+    for out in [&t, &e] {
+        let clusters = out["scored_clusters"].as_u64().unwrap();
+        assert!(clusters > 0, "{out}");
+        let ceiling = out["reachable_clusters"].as_u64().unwrap() as f64 / clusters as f64;
+        for k in ["top1", "top3", "baseline_top1", "baseline_top3"] {
+            let x = out[k].as_f64().unwrap();
+            assert!(x <= ceiling + 1e-9, "{k} {x} above {ceiling}: {out}");
+        }
+    }
+}
+
 /// `trustedge origin --node` against a cloud node laid out by `init` (which gives cloud nodes
 /// `[origin]`): an empty ledger has no cluster; a validator says it has no `[origin]`. The
 /// inference on ledger data is tested in the node's `tests/it/origin.rs`.

@@ -220,7 +220,8 @@ async fn a_cloud_node_ranks_the_origin_from_contacts_and_rooms_on_the_ledger() {
         (hex(&a).as_str(), hex(&b).as_str())
     );
     assert_eq!(x.contacts[0].start_s, u64::from(d - 6) * DAY + 12 * 3600);
-    assert_eq!(x.contacts[0].score, 300.0);
+    // A 300 weighted-second notice: 5 weighted minutes, the model's unit.
+    assert_eq!(x.contacts[0].score, 5.0);
     assert_eq!(x.rooms.len(), 1);
     let r = &x.rooms[0];
     assert_eq!(

@@ -214,7 +214,18 @@ pub fn evaluate_origins(
     rank: &trustedge_origin::RankParams,
     seed: u64,
 ) -> Result<CityOriginEval, trustedge_origin::OriginError> {
-    let ev = observe(city, observe_params);
+    evaluate_evidence(city, &observe(city, observe_params), rank, seed)
+}
+
+/// Ranks origins from the given evidence of `city` (from [`observe`], or with its close
+/// contacts replaced by what a real decision path made of them) and scores them as
+/// [`evaluate_origins`] does.
+pub fn evaluate_evidence(
+    city: &City,
+    ev: &Evidence,
+    rank: &trustedge_origin::RankParams,
+    seed: u64,
+) -> Result<CityOriginEval, trustedge_origin::OriginError> {
     let graph = trustedge_contacts::ContactGraph::build(
         &ev.encounters,
         trustedge_contacts::EncounterFilter::default(),

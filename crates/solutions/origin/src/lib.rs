@@ -34,8 +34,8 @@ pub use graph::{CandidateArc, CandidateGraph, EvidenceRef};
 pub use model::{Case, EpiModel, RoomWindow, VenueId};
 pub use outbreak::{Infection, Outbreak, OutbreakSpec, generate_outbreak};
 pub use rank::{
-    ClusterRanking, Explanation, OriginCandidate, OriginReport, OriginRule, RankParams, TreeEdge,
-    earliest_onset_ranking, rank_origins,
+    ClusterRanking, ClusterRule, Explanation, OriginCandidate, OriginReport, OriginRule,
+    RankParams, TreeEdge, earliest_onset_ranking, rank_origins,
 };
 
 /// Everything that can go wrong.

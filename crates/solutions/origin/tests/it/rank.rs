@@ -224,12 +224,15 @@ fn sampled_origin_probabilities_match_exact_enumeration() {
         meet(2, 4, 5.0, 20.0),
     ];
     let g = graph(&enc);
+    // The sampler's posterior over the whole component (its most likely tree imports a
+    // second case here, which `TreeImports` would split off).
     let params = RankParams {
         samples: 60_000,
         model: EpiModel {
             import_weight_per_day: 0.02,
             ..EpiModel::default()
         },
+        clusters: trustedge_origin::ClusterRule::Components,
         ..RankParams::default()
     };
     let cg = CandidateGraph::build(&cases, &g, &[], &params.model).unwrap();
@@ -459,5 +462,58 @@ fn malformed_input_is_a_typed_error() {
     assert_eq!(
         rank_origins(&[], &g, &[], &bad_model, 0),
         Err(OriginError::InvalidModel)
+    );
+}
+
+/// Two chains (1 → 2 → 3 and 11 → 12 → 13) joined by one contact whose timing fits no
+/// transmission (12 met 3 on the day 3 fell ill and 12 was already ill: a false close
+/// contact, as BLE makes them). Components merge the two outbreaks and rank one origin for
+/// both; the most likely tree imports 11, so `TreeImports` gives each chain its cluster,
+/// its first case first.
+#[test]
+fn a_weak_link_does_not_merge_two_outbreaks() {
+    use trustedge_origin::ClusterRule;
+    let cases = [
+        case(1, Some(5.0), 7.0),
+        case(2, Some(10.0), 12.0),
+        case(3, Some(15.0), 17.0),
+        case(11, Some(8.0), 10.0),
+        case(12, Some(13.0), 16.0),
+        case(13, Some(18.0), 20.0),
+    ];
+    let g = graph(&[
+        meet(1, 2, 5.0, 60.0),
+        meet(2, 3, 10.0, 60.0),
+        meet(11, 12, 8.0, 60.0),
+        meet(12, 13, 13.0, 60.0),
+        meet(3, 12, 15.0, 20.0),
+    ]);
+    let merged = rank_origins(
+        &cases,
+        &g,
+        &[],
+        &RankParams {
+            clusters: ClusterRule::Components,
+            ..RankParams::default()
+        },
+        1,
+    )
+    .unwrap();
+    assert_sane(&merged);
+    assert_eq!(merged.clusters.len(), 1);
+    let split = rank_origins(&cases, &g, &[], &RankParams::default(), 1).unwrap();
+    assert_sane(&split);
+    let got: Vec<(Vec<CaseId>, CaseId)> = split
+        .clusters
+        .iter()
+        .map(|c| (c.cases.clone(), c.candidates[0].case))
+        .collect();
+    let ids = |v: &[u32]| v.iter().map(|&i| CaseId(i)).collect::<Vec<_>>();
+    assert_eq!(
+        got,
+        vec![
+            (ids(&[1, 2, 3]), CaseId(1)),
+            (ids(&[11, 12, 13]), CaseId(11)),
+        ]
     );
 }
