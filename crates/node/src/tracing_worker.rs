@@ -651,8 +651,10 @@ struct Deliveries {
     /// Submitted, not seen on the ledger: notice id → (source upload, last height its
     /// transaction can commit at).
     in_flight: std::collections::HashMap<Hash, (Hash, u64)>,
-    /// Pushed to devices by this run.
-    pushed: std::collections::HashSet<Hash>,
+    /// Pushed to devices by this run: notice id → its day. Forgotten once the engine has
+    /// pruned every encounter of that day ([`Deliveries::forget_before`]): no match can name
+    /// the notice again.
+    pushed: std::collections::HashMap<Hash, u32>,
     /// Uploads to match again.
     retry: BTreeSet<Hash>,
     /// Refused or failed submissions per upload.
@@ -668,7 +670,7 @@ impl Deliveries {
     fn sort(&mut self, id: Hash, upload: Hash, committed_at: Option<u64>, tip: u64) -> Disposition {
         if let Some(h) = committed_at {
             self.in_flight.remove(&id);
-            return if self.pushed.contains(&id) {
+            return if self.pushed.contains_key(&id) {
                 Disposition::Skip
             } else {
                 Disposition::Push(h)
@@ -722,13 +724,19 @@ impl Deliveries {
         }
     }
 
-    /// A push was queued (`ok`) or refused by the broker's queue.
-    fn push_outcome(&mut self, id: Hash, upload: Hash, ok: bool) {
+    /// A push of notice `id` of `day` was queued (`ok`) or refused by the broker's queue.
+    fn push_outcome(&mut self, id: Hash, upload: Hash, day: u32, ok: bool) {
         if ok {
-            self.pushed.insert(id);
+            self.pushed.insert(id, day);
         } else {
             self.retry.insert(upload);
         }
+    }
+
+    /// The engine dropped every encounter before UTC day `day`: notices of earlier days can
+    /// no longer be matched, so what was pushed of them need not be remembered.
+    fn forget_before(&mut self, day: u32) {
+        self.pushed.retain(|_, d| *d >= day);
     }
 
     /// The uploads to match again now.
@@ -871,6 +879,11 @@ impl TracingWorker {
         state.evicted = evicted;
         if let Some((cutoff, dropped)) = pruned {
             state.pruned_to_s = cutoff;
+            // Encounters ending before the cutoff are gone; a day before the cutoff's day
+            // has none left.
+            state
+                .deliveries
+                .forget_before(u32::try_from(cutoff / 86_400).unwrap_or(u32::MAX));
             self.metrics.tracing.uploads_pruned.inc_by(dropped);
         }
         for reading in diagnoses {
@@ -1184,7 +1197,7 @@ impl TracingWorker {
         if !ok {
             self.metrics.tracing.pushes_dropped.inc();
         }
-        deliveries.push_outcome(id, n.source_upload, ok);
+        deliveries.push_outcome(id, n.source_upload, n.day, ok);
     }
 
     fn notices_failed(
@@ -1509,7 +1522,7 @@ mod tests {
         assert_eq!(d.take_retry(), BTreeSet::from([upload]));
         // It committed late: pushed once, then never again in this run.
         assert_eq!(d.sort(n1, upload, Some(60), 61), Disposition::Push(60));
-        d.push_outcome(n1, upload, true);
+        d.push_outcome(n1, upload, 7, true);
         assert_eq!(d.sort(n1, upload, Some(60), 70), Disposition::Skip);
         assert!(d.take_retry().is_empty());
         // The other notice never committed: once the transaction expired, published again.
@@ -1517,7 +1530,7 @@ mod tests {
         // A push the broker refused is retried from the ledger.
         d.submitted([(n2, upload)], 220);
         d.committed(&n2);
-        d.push_outcome(n2, upload, false);
+        d.push_outcome(n2, upload, 7, false);
         assert_eq!(d.take_retry(), BTreeSet::from([upload]));
         assert_eq!(d.sort(n2, upload, Some(130), 131), Disposition::Push(130));
         // A restart (a fresh account) pushes committed notices once more.
@@ -1541,6 +1554,15 @@ mod tests {
         assert!(!d.failed(&n3, other, false));
         assert!(d.take_retry().is_empty());
         assert!(d.in_flight.is_empty());
+        // Once the engine pruned day 7, its pushed notices are forgotten (a later match,
+        // were one possible, would push again: at least once); day 8's are kept.
+        let n4 = h(13);
+        d.push_outcome(n4, upload, 8, true);
+        d.forget_before(7);
+        assert_eq!(d.pushed.len(), 2);
+        d.forget_before(8);
+        assert_eq!(d.pushed.keys().copied().collect::<Vec<_>>(), vec![n4]);
+        assert_eq!(d.sort(n1, upload, Some(60), 400), Disposition::Push(60));
     }
 
     #[test]
