@@ -57,6 +57,9 @@ const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const NEXT_ID: &str = "next_id";
 const NEXT_UNBATCHED: &str = "next_unbatched";
 const LAST_RECEIVED_MS: &str = "last_received_ms";
+/// Bytes of the sealed records held (a store written before this counter existed counts
+/// from when it was first opened by a version that keeps it).
+const SEALED_BYTES: &str = "sealed_bytes";
 
 /// Most observed keys one record may be indexed under.
 pub const MAX_OBSERVED_KEYS: usize = 1024;
@@ -333,8 +336,11 @@ pub struct EdgeRecordProof {
 pub struct StoreStats {
     /// Records held.
     pub records: u64,
-    /// Size of the database file.
+    /// Size of the database file (its length: redb grows it ahead of use, so this is an
+    /// upper bound on what the store holds).
     pub file_bytes: u64,
+    /// Bytes of the sealed (encrypted) readings held: the raw data the edge keeps.
+    pub sealed_bytes: u64,
     /// Records not yet in a batch.
     pub unbatched: u64,
 }
@@ -522,6 +528,8 @@ impl EdgeStore {
         counters.insert(NEXT_ID, id + 1)?;
         counters.insert(LAST_RECEIVED_MS, received_ms)?;
         let sealed = seal_record(&self.key, nonce, id, &keys.own, &body)?;
+        let held = counters.get(SEALED_BYTES)?.map_or(0, |g| g.value());
+        counters.insert(SEALED_BYTES, held.saturating_add(sealed.len() as u64))?;
         txn.open_table(RECORDS)?.insert(id, sealed.as_slice())?;
         let mut index = txn.open_multimap_table(INDEX)?;
         if !keys.own.is_empty() {
@@ -666,9 +674,10 @@ impl EdgeStore {
             let mut records = txn.open_table(RECORDS)?;
             let mut metas = txn.open_table(META)?;
             let mut index = txn.open_multimap_table(INDEX)?;
+            let mut freed = 0u64;
             for (t, id) in old {
                 by_time.remove((t, id))?;
-                records.remove(id)?;
+                freed += records.remove(id)?.map_or(0, |v| v.value().len() as u64);
                 let meta = metas.remove(id)?.map(|v| v.value().to_vec());
                 if let Some(m) = meta {
                     let m: RecordMeta = decode(id, &m)?;
@@ -680,6 +689,11 @@ impl EdgeStore {
                     }
                 }
                 n += 1;
+            }
+            if freed > 0 {
+                let mut counters = txn.open_table(COUNTERS)?;
+                let held = counters.get(SEALED_BYTES)?.map_or(0, |g| g.value());
+                counters.insert(SEALED_BYTES, held.saturating_sub(freed))?;
             }
             // Whole anchored batches that ended before the cutoff: forget them (their
             // records are gone, so no proof can be asked for).
@@ -710,10 +724,12 @@ impl EdgeStore {
         let counters = txn.open_table(COUNTERS)?;
         let next = counters.get(NEXT_ID)?.map_or(0, |g| g.value());
         let unbatched = counters.get(NEXT_UNBATCHED)?.map_or(0, |g| g.value());
+        let sealed_bytes = counters.get(SEALED_BYTES)?.map_or(0, |g| g.value());
         let file_bytes = std::fs::metadata(&self.path).map_or(0, |m| m.len());
         Ok(StoreStats {
             records,
             file_bytes,
+            sealed_bytes,
             unbatched: next.saturating_sub(unbatched),
         })
     }
@@ -985,7 +1001,12 @@ mod tests {
         let mut b = b;
         b.status = BatchStatus::Anchored(3);
         s.update_batch(&b).unwrap();
+        let held = s.stats().unwrap().sealed_bytes;
+        assert!(held > 0);
         assert_eq!(s.prune_before(1_001, 100).unwrap(), 1);
+        // The pruned record's sealed bytes are no longer counted; the other's are.
+        let left = s.stats().unwrap().sealed_bytes;
+        assert!(left > 0 && left < held, "{held} -> {left}");
         assert!(s.get(0).unwrap().is_none());
         assert_eq!(
             s.get_by_index(IndexRole::Observed, b"heard-x", 10).unwrap(),
@@ -1057,9 +1078,11 @@ mod tests {
             [0, 1, 2]
         );
         // A batch of refusals only writes nothing.
+        let held = s.stats().unwrap().sealed_bytes;
         let out = s.put_many(vec![item(&a0, own(b"a0"), 6)]).unwrap();
         assert!(matches!(out[0], Err(EdgeStoreError::Replayed { .. })));
         assert_eq!(s.stats().unwrap().records, 3);
+        assert_eq!(s.stats().unwrap().sealed_bytes, held);
     }
 
     #[test]

@@ -239,8 +239,12 @@ pub struct LedgerMetrics {
 /// Edge figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct EdgeMetrics {
-    /// Bytes of the edges' stores (encrypted readings kept at the edges).
+    /// Bytes of the encrypted readings the edges keep (sealed records, as their stores
+    /// count them).
     pub raw_bytes: u64,
+    /// Length of the edges' store files (indexes, metadata and space redb grew the file by
+    /// ahead of use included).
+    pub file_bytes: u64,
     /// Records kept.
     pub records: u64,
     /// Raw bytes the devices' data stands for (scan records 29 B, air readings 48 B, …).
@@ -984,6 +988,7 @@ async fn drive(
 
     let mut edge = EdgeMetrics {
         raw_bytes: 0,
+        file_bytes: 0,
         records: 0,
         device_raw_bytes: device_raw,
     };
@@ -991,7 +996,8 @@ async fn drive(
         if let Some(s) = e.edge_store()
             && let Ok(st) = s.stats()
         {
-            edge.raw_bytes += st.file_bytes;
+            edge.raw_bytes += st.sealed_bytes;
+            edge.file_bytes += st.file_bytes;
             edge.records += st.records;
         }
     }

@@ -112,7 +112,12 @@ fn small_city_through_the_real_stack() {
         "{v:#}"
     );
     assert!(num(&v, "ledger.tx_per_s") > 0.0);
+    // The sealed readings kept, within the store files that hold them with their indexes.
     assert!(num(&v, "edge.raw_bytes") > 0.0);
+    assert!(
+        num(&v, "edge.raw_bytes") < num(&v, "edge.file_bytes"),
+        "{v:#}"
+    );
     assert!(num(&v, "wall_s") > 0.0);
     // Confirmed app users' keys were relayed, and their contacts heard about it.
     let relayed = num(&v, "counts.confirmed_relayed");
