@@ -90,6 +90,11 @@ pub struct OriginConfig {
     /// Days of keys and waiting notices kept for linking contacts (as `[contacts]`).
     #[serde(default = "defaults::retention_days")]
     pub retention_days: u32,
+    /// What a cluster is: `tree_imports` (default: components of the evidence split at
+    /// the imports of their most likely tree, so a false close contact does not merge two
+    /// outbreaks) or `components` (any link joins).
+    #[serde(default)]
+    pub clusters: trustedge_origin::ClusterRule,
 }
 
 mod defaults {
@@ -130,6 +135,7 @@ impl Default for OriginConfig {
             explain_top: defaults::explain_top(),
             max_cases: defaults::max_cases(),
             retention_days: defaults::retention_days(),
+            clusters: trustedge_origin::ClusterRule::default(),
         }
     }
 }
@@ -162,6 +168,7 @@ impl OriginConfig {
         RankParams {
             samples: self.samples,
             explain_top: self.explain_top,
+            clusters: self.clusters,
             ..RankParams::default()
         }
     }
@@ -1189,6 +1196,18 @@ mod tests {
         ] {
             assert!(c.validate().unwrap_err().starts_with(field), "{field}");
         }
+        // The cluster rule: tree imports unless the table says otherwise; a misspelt rule
+        // is refused when the table is read.
+        let read = |t: &str| toml::from_str::<OriginConfig>(t);
+        assert_eq!(
+            read("").unwrap().clusters,
+            trustedge_origin::ClusterRule::TreeImports
+        );
+        assert_eq!(
+            read("clusters = \"components\"").unwrap().clusters,
+            trustedge_origin::ClusterRule::Components
+        );
+        assert!(read("clusters = \"trees\"").is_err());
     }
 
     /// Presences are grouped by alert window: two kinds alerting the same window make one
