@@ -145,7 +145,12 @@ async fn measure(args: &LedgerArgs) -> anyhow::Result<Figures> {
     };
     let base_port = match args.base_port {
         Some(p) => p,
-        None => free_ports(ports)?,
+        None => crate::ports::free_consecutive(
+            u16::try_from(ports).context("too many ports")?,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::from(d.subsec_nanos())),
+        )?,
     };
     let net = init::create(&InitArgs {
         validators: args.validators,
@@ -382,23 +387,6 @@ async fn agreement(urls: &[String]) -> Result<u64, String> {
         }
     }
     Ok(common)
-}
-
-/// A base port with `n` consecutive free loopback ports.
-fn free_ports(n: usize) -> anyhow::Result<u16> {
-    let n = u16::try_from(n).context("too many ports")?;
-    let seed = std::process::id() as u64
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| u64::from(d.subsec_nanos()))
-            .unwrap_or(0);
-    for attempt in 0..200u64 {
-        let base = 30_000 + ((seed.wrapping_mul(7919) + attempt * 101) % 20_000) as u16;
-        if (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return Ok(base);
-        }
-    }
-    anyhow::bail!("found no {n} consecutive free ports")
 }
 
 fn print(args: &LedgerArgs, f: &Figures) -> anyhow::Result<()> {

@@ -25,6 +25,7 @@ mod keys;
 mod load;
 mod loadgen;
 mod origin_cmd;
+mod ports;
 mod remote;
 mod tracing_cmd;
 mod tracing_sim;

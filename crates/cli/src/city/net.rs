@@ -3,7 +3,6 @@
 //! they are started with settings for an accelerated run, and the city's devices are
 //! registered by the edge operator's admin.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -47,21 +46,6 @@ pub struct Net {
     pub tracing: trustedge_node::tracing_worker::TracingConfig,
 }
 
-/// `count` consecutive free loopback ports, probing from a base derived from `seed` and
-/// the process id (the consensus p2p addresses are fixed at `init`).
-fn free_ports(count: u16, seed: u64) -> anyhow::Result<u16> {
-    let span = 20_000u64;
-    let mut base = 21_000 + (seed.wrapping_mul(7919) ^ u64::from(std::process::id())) % span;
-    for _ in 0..200 {
-        let ok = (0..count).all(|i| TcpListener::bind(("127.0.0.1", (base as u16) + i)).is_ok());
-        if ok {
-            return Ok(base as u16);
-        }
-        base = 21_000 + (base + u64::from(count) * 7 - 21_000) % span;
-    }
-    anyhow::bail!("no {count} consecutive free ports on 127.0.0.1")
-}
-
 /// One monitored room for an edge's `[aerosol]` table.
 pub struct RoomSpec {
     /// Local label.
@@ -83,7 +67,7 @@ impl Net {
     pub async fn start(home: &Path, seed: u64, rooms: &[RoomSpec]) -> anyhow::Result<Net> {
         let (v, e, c) = LAYOUT;
         let total = (v + e + c + v + e) as u16;
-        let base = free_ports(total, seed)?;
+        let base = crate::ports::free_consecutive(total, seed)?;
         let home_s = home.display().to_string();
         let argv = [
             "init".to_string(),

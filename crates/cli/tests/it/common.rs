@@ -112,7 +112,10 @@ pub fn free_ports(n: u16) -> u16 {
             .map(|d| d.subsec_nanos() as u64)
             .unwrap_or(0);
     for attempt in 0..200u64 {
-        let base = 20_000 + ((seed.wrapping_mul(7919) + attempt * 97) % 30_000) as u16;
+        // Below Linux's ephemeral range (from 32768): a port probed free there can be
+        // handed to an outgoing connection before the node binds it.
+        let base =
+            20_000 + ((seed.wrapping_mul(7919) + attempt * 97) % (12_000 - u64::from(n))) as u16;
         let all_free = (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
         if all_free {
             return base;

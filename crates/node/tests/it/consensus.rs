@@ -6,11 +6,6 @@ use trustedge_types::Keypair;
 
 use crate::common::*;
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 fn p2p(port: u16) -> String {
     format!("/ip4/127.0.0.1/tcp/{port}")
 }

@@ -102,10 +102,6 @@ async fn several_validators_run_consensus_and_outsiders_follow() {
     let k = keys();
     let other = Keypair::from_seed([15; 32]);
     let two = genesis_with(&[&k.validator, &other]);
-    let free_port = || {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
     // A validator of a multi-validator set takes part in consensus, upstream or not (with
     // the other validator down there is no quorum, so no block: only the mode is checked).
     for upstream in [vec![], vec!["http://127.0.0.1:9".to_string()]] {
