@@ -353,6 +353,21 @@ fn human(v: &OriginView, min: usize) -> String {
     );
     for (i, cl) in v.clusters.iter().enumerate() {
         cluster(&mut o, i, cl, v.baseline.get(i));
+        // Clusters split out of the same evidence component.
+        let linked: Vec<String> = v
+            .clusters
+            .iter()
+            .enumerate()
+            .filter(|(j, other)| *j != i && other.component == cl.component)
+            .map(|(j, _)| (j + 1).to_string())
+            .collect();
+        if !linked.is_empty() {
+            let _ = writeln!(
+                o,
+                "  weakly linked to cluster(s) {} (evidence joins them, but the likely routes start outside the confirmed cases)",
+                linked.join(", ")
+            );
+        }
     }
     o
 }
@@ -473,6 +488,7 @@ mod tests {
             seed: 1,
             clusters: vec![OriginCluster {
                 cases: vec![id('a'), id('b'), id('c')],
+                component: 0,
                 samples: 100,
                 candidates: vec![OriginCandidateView {
                     case: id('a'),
@@ -512,6 +528,19 @@ mod tests {
             ignored_evidence: 0,
         };
         let text = human(&v, 2);
+        assert!(!text.contains("weakly linked"), "{text}");
+        // Two clusters split out of one evidence component name each other; a third, of
+        // its own component, names none.
+        let mut split = v.clone();
+        let mut second = split.clusters[0].clone();
+        second.cases = vec![id('d'), id('e')];
+        let mut third = second.clone();
+        third.component = 1;
+        split.clusters.extend([second, third]);
+        let t = human(&split, 2);
+        assert!(t.contains("weakly linked to cluster(s) 2 ("), "{t}");
+        assert!(t.contains("weakly linked to cluster(s) 1 ("), "{t}");
+        assert_eq!(t.matches("weakly linked").count(), 2, "{t}");
         let a = "a".repeat(16);
         let b = "b".repeat(16);
         let c = "c".repeat(16);

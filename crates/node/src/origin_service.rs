@@ -286,6 +286,11 @@ pub struct OriginView {
 pub struct OriginCluster {
     /// Its cases (upload ids), ascending.
     pub cases: Vec<String>,
+    /// The connected component of the evidence it belongs to (largest first). Clusters
+    /// sharing it were split where the most likely tree imports a case: some evidence, too
+    /// weak to be the likely route, links them.
+    #[serde(default)]
+    pub component: u32,
     /// Trees sampled.
     pub samples: u32,
     /// Origin candidates, most probable first.
@@ -612,6 +617,7 @@ fn to_view(
         .iter()
         .map(|cl| OriginCluster {
             cases: cl.cases.iter().map(|&c| hex(c)).collect(),
+            component: cl.component,
             samples: cl.samples,
             candidates: cl
                 .candidates

@@ -202,6 +202,8 @@ async fn a_cloud_node_ranks_the_origin_from_contacts_and_rooms_on_the_ledger() {
     let cl = &v.clusters[0];
     assert_eq!(cl.cases, abc);
     assert_eq!(v.clusters[1].cases, vec![hex(&dd)]);
+    // Nothing links D to the others: another evidence component.
+    assert_eq!((cl.component, v.clusters[1].component), (0, 1));
     assert_eq!(v.clusters[1].candidates[0].case, hex(&dd));
     assert_eq!(v.clusters[1].candidates[0].probability, 1.0);
     // A leads; the probabilities of a cluster sum to 1.

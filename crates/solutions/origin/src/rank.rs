@@ -111,6 +111,12 @@ pub struct OriginReport {
 pub struct ClusterRanking {
     /// The cluster's cases, ascending.
     pub cases: Vec<CaseId>,
+    /// Index of the connected component of the evidence the cluster belongs to (components
+    /// numbered largest first, ties by smallest case id). Under [`ClusterRule::TreeImports`]
+    /// clusters sharing it were split apart: some evidence, too weak to be the likely
+    /// route, links them.
+    #[serde(default)]
+    pub component: u32,
     /// Trees actually sampled.
     pub samples: u32,
     /// Every case of the cluster as an origin candidate, most probable first; equal
@@ -213,17 +219,27 @@ pub fn rank_origins(
         return Err(OriginError::InvalidParams("chain_hops must be 1 ..= 16"));
     }
     let graph = CandidateGraph::build(cases, contacts, rooms, &params.model)?;
-    let mut groups = graph.clusters();
-    if params.clusters == ClusterRule::TreeImports {
-        groups = groups
-            .iter()
-            .flat_map(|members| split_at_imports(&graph, members, &params.model))
-            .collect();
-        groups.sort_by(|x, y| y.len().cmp(&x.len()).then(x[0].cmp(&y[0])));
+    let components = graph.clusters();
+    let mut groups: Vec<(u32, Vec<usize>)> = Vec::with_capacity(components.len());
+    for (k, members) in components.into_iter().enumerate() {
+        let k = u32::try_from(k).unwrap_or(u32::MAX);
+        match params.clusters {
+            ClusterRule::Components => groups.push((k, members)),
+            ClusterRule::TreeImports => groups.extend(
+                split_at_imports(&graph, &members, &params.model)
+                    .into_iter()
+                    .map(|g| (k, g)),
+            ),
+        }
     }
+    groups.sort_by(|x, y| y.1.len().cmp(&x.1.len()).then(x.1[0].cmp(&y.1[0])));
     let clusters = groups
         .iter()
-        .map(|members| rank_cluster(&graph, members, contacts, params, seed))
+        .map(|(k, members)| {
+            let mut c = rank_cluster(&graph, members, contacts, params, seed);
+            c.component = *k;
+            c
+        })
         .collect();
     Ok(OriginReport {
         clusters,
@@ -471,6 +487,7 @@ fn rank_cluster(
         .collect();
     ClusterRanking {
         cases: member_cases.iter().map(|c| c.id).collect(),
+        component: 0,
         samples: drawn,
         candidates,
         tree,

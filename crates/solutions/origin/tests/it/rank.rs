@@ -501,7 +501,10 @@ fn a_weak_link_does_not_merge_two_outbreaks() {
     .unwrap();
     assert_sane(&merged);
     assert_eq!(merged.clusters.len(), 1);
+    assert_eq!(merged.clusters[0].component, 0);
     let split = rank_origins(&cases, &g, &[], &RankParams::default(), 1).unwrap();
+    // Both pieces name the component they were split from.
+    assert!(split.clusters.iter().all(|c| c.component == 0));
     assert_sane(&split);
     let got: Vec<(Vec<CaseId>, CaseId)> = split
         .clusters
