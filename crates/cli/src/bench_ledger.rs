@@ -145,7 +145,7 @@ async fn measure(args: &LedgerArgs) -> anyhow::Result<Figures> {
     };
     let base_port = match args.base_port {
         Some(p) => p,
-        None => crate::ports::free_consecutive(
+        None => trustedge_node::ports::free_consecutive(
             u16::try_from(ports).context("too many ports")?,
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -107,15 +107,18 @@ pub struct PairDay {
 }
 
 impl PairDay {
-    /// The decision with this distance bound and minutes.
-    pub fn decide(&self, bound_m: f64, min_minutes: f64) -> bool {
-        let s: u64 = self
-            .intervals
+    /// Seconds credited to contact intervals estimated within `bound_m`.
+    pub fn close_s(&self, bound_m: f64) -> u64 {
+        self.intervals
             .iter()
             .filter(|i| i.0 <= bound_m)
             .map(|i| u64::from(i.1))
-            .sum();
-        s as f64 >= min_minutes * 60.0
+            .sum()
+    }
+
+    /// The decision with this distance bound and minutes.
+    pub fn decide(&self, bound_m: f64, min_minutes: f64) -> bool {
+        self.close_s(bound_m) as f64 >= min_minutes * 60.0
     }
 }
 

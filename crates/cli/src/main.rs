@@ -25,7 +25,6 @@ mod keys;
 mod load;
 mod loadgen;
 mod origin_cmd;
-mod ports;
 mod remote;
 mod tracing_cmd;
 mod tracing_sim;

@@ -225,12 +225,7 @@ fn edge_encounters(
         }
         d.decided += 1;
         d.true_positives += u64::from(p.truth);
-        let close_s: u64 = p
-            .intervals
-            .iter()
-            .filter(|i| i.0 <= rule.max_distance_m)
-            .map(|i| u64::from(i.1))
-            .sum();
+        let close_s = p.close_s(rule.max_distance_m);
         out.push(trustedge_contacts::Encounter {
             a: trustedge_contacts::CaseId(p.heard.0),
             b: trustedge_contacts::CaseId(p.observer.0),

@@ -62,6 +62,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod node;
 pub mod origin_service;
+pub mod ports;
 pub mod sealer;
 mod submit;
 pub mod tracing_worker;

@@ -67,7 +67,7 @@ impl Net {
     pub async fn start(home: &Path, seed: u64, rooms: &[RoomSpec]) -> anyhow::Result<Net> {
         let (v, e, c) = LAYOUT;
         let total = (v + e + c + v + e) as u16;
-        let base = crate::ports::free_consecutive(total, seed)?;
+        let base = trustedge_node::ports::free_consecutive(total, seed)?;
         let home_s = home.display().to_string();
         let argv = [
             "init".to_string(),

@@ -1,6 +1,5 @@
 //! Running the binary, with timeouts, and node processes that die with the test.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -105,23 +104,12 @@ pub fn run_in(dir: Option<&Path>, args: &[&str], timeout: Duration) -> Run {
 
 /// A base port such that `n` consecutive loopback ports from it are free right now.
 pub fn free_ports(n: u16) -> u16 {
-    // Spread tests over the range by process id and time so that parallel runs rarely meet.
-    let seed = std::process::id() as u64
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() as u64)
-            .unwrap_or(0);
-    for attempt in 0..200u64 {
-        // Below Linux's ephemeral range (from 32768): a port probed free there can be
-        // handed to an outgoing connection before the node binds it.
-        let base =
-            20_000 + ((seed.wrapping_mul(7919) + attempt * 97) % (12_000 - u64::from(n))) as u16;
-        let all_free = (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if all_free {
-            return base;
-        }
-    }
-    panic!("no {n} consecutive free ports");
+    // Spread tests by time as well (the process id is mixed in by the helper).
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()))
+        .unwrap_or(0);
+    trustedge_node::ports::free_consecutive(n, seed).unwrap()
 }
 
 /// Starts `trustedge node --home home`.

@@ -346,22 +346,8 @@ pub async fn post_declared_length(
     (status, serde_json::from_str(json).unwrap())
 }
 
-/// A free loopback port for a node's fixed listen address, below Linux's ephemeral range
-/// (32768–60999): a port taken from the kernel with `bind(…:0)` and released is in that
-/// range, and any outgoing connection may be handed it before the node binds it. A counter
-/// keeps this binary's tests apart; the process id spreads concurrent test processes.
+/// A free loopback port for a node's fixed listen address (below Linux's ephemeral range;
+/// see `trustedge_node::ports`).
 pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const FIRST: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let spread = std::process::id().wrapping_mul(97);
-    for _ in 0..SPAN {
-        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = (FIRST + spread.wrapping_add(offset) % SPAN) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port in 20000..32000");
+    trustedge_node::ports::free_port().unwrap()
 }

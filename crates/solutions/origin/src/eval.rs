@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use trustedge_contacts::{CaseId, ContactGraph, EncounterFilter};
 
 use crate::OriginError;
-use crate::graph::CandidateGraph;
 use crate::outbreak::{OutbreakSpec, generate_outbreak};
 use crate::rank::{RankParams, rank_origins};
 
@@ -89,19 +88,21 @@ pub fn evaluate(spec: &EvalSpec, seed: u64, outbreaks: u32) -> Result<EvalReport
         let o = generate_outbreak(&spec.outbreak, o_seed);
         let graph = ContactGraph::build(&o.encounters, EncounterFilter::default())?;
         let report = rank_origins(&o.cases, &graph, &o.rooms, &spec.rank, o_seed)?;
-        // The evaluated cases: the largest component of the evidence, whatever the
-        // ranking's cluster rule; the ranking read is that of the reported cluster holding
-        // most of them (ties: the larger, then the one with the smaller first case).
-        let components = CandidateGraph::build(&o.cases, &graph, &o.rooms, &spec.rank.model)?;
-        let Some(largest) = components.clusters().into_iter().next() else {
-            r.redrawn += 1;
-            continue;
-        };
-        if largest.len() < spec.min_cluster_cases.max(1) {
+        // The evaluated cases: the largest component of the evidence (component 0),
+        // whatever the ranking's cluster rule; the ranking read is that of the reported
+        // cluster holding most of them (ties: the larger, then the one with the smaller
+        // first case).
+        let mut evaluated: Vec<CaseId> = report
+            .clusters
+            .iter()
+            .filter(|c| c.component == 0)
+            .flat_map(|c| c.cases.iter().copied())
+            .collect();
+        evaluated.sort_unstable();
+        if evaluated.is_empty() || evaluated.len() < spec.min_cluster_cases {
             r.redrawn += 1;
             continue;
         }
-        let evaluated: Vec<CaseId> = largest.iter().map(|&i| components.cases[i].id).collect();
         let Some(truth) = o.true_origin(&evaluated) else {
             r.redrawn += 1;
             continue;

@@ -247,65 +247,87 @@ pub fn rank_origins(
     })
 }
 
+/// The arcs of `g` between `members`, in local indices: for each member, its in-arcs from
+/// other members as (infector, weight, index of the arc in `g.arcs`).
+fn local_arcs(g: &CandidateGraph, members: &[usize]) -> Vec<Vec<(usize, f64, usize)>> {
+    let local: std::collections::HashMap<usize, usize> =
+        members.iter().enumerate().map(|(i, &v)| (v, i)).collect();
+    members
+        .iter()
+        .map(|&v| {
+            g.in_arcs(v)
+                .iter()
+                .enumerate()
+                .filter_map(|(k, a)| {
+                    local
+                        .get(&a.from)
+                        .map(|&u| (u, a.weight, g.in_range[v].start + k))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The most likely tree over local `arcs` (Chu–Liu/Edmonds on log weights; node
+/// `arcs.len()` is the virtual root, reached by `import`): each case's infector, `None` when
+/// imported. `forced`: only that case may be imported without [`FORCED_PENALTY`].
+fn most_likely_tree(
+    arcs: &[Vec<(usize, f64, usize)>],
+    import: f64,
+    forced: Option<usize>,
+) -> Option<Vec<Option<usize>>> {
+    let m = arcs.len();
+    let mut all = Vec::new();
+    for (v, list) in arcs.iter().enumerate() {
+        for &(u, w, _) in list {
+            all.push(Arc {
+                from: u,
+                to: v,
+                weight: w.ln(),
+            });
+        }
+        let penalty = match forced {
+            Some(c) if c != v => FORCED_PENALTY,
+            _ => 0.0,
+        };
+        all.push(Arc {
+            from: m,
+            to: v,
+            weight: import.ln() - penalty,
+        });
+    }
+    let chosen = max_arborescence(m + 1, m, &all)?;
+    Some(
+        (0..m)
+            .map(|v| chosen[v].map(|i| all[i].from).filter(|&u| u < m))
+            .collect(),
+    )
+}
+
 /// The cases of `members` (a component, sorted) grouped by the import at the root of their
 /// subtree in the component's most likely tree; each group sorted. The whole component
 /// when that tree cannot be built.
 fn split_at_imports(g: &CandidateGraph, members: &[usize], model: &EpiModel) -> Vec<Vec<usize>> {
-    let m = members.len();
-    if m < 2 {
+    if members.len() < 2 {
         return vec![members.to_vec()];
     }
-    let mut local = std::collections::HashMap::with_capacity(m);
-    for (i, &v) in members.iter().enumerate() {
-        local.insert(v, i);
-    }
-    let mut arcs = Vec::new();
-    for (i, &v) in members.iter().enumerate() {
-        for a in g.in_arcs(v) {
-            if let Some(&u) = local.get(&a.from)
-                && a.weight > 0.0
-            {
-                arcs.push(Arc {
-                    from: u,
-                    to: i,
-                    weight: a.weight.ln(),
-                });
-            }
-        }
-        arcs.push(Arc {
-            from: m,
-            to: i,
-            weight: model.import_weight_per_day.ln(),
-        });
-    }
-    let Some(chosen) = max_arborescence(m + 1, m, &arcs) else {
+    let Some(parent) = most_likely_tree(&local_arcs(g, members), model.import_weight_per_day, None)
+    else {
         return vec![members.to_vec()];
     };
-    let parent: Vec<usize> = (0..m)
-        .map(|v| chosen[v].map_or(m, |i| arcs[i].from))
-        .collect();
-    // The import above each case (bounded walk: the chosen arcs form a tree).
-    let mut root = vec![usize::MAX; m];
-    for v in 0..m {
-        let mut path = Vec::new();
-        let mut u = v;
-        let r = loop {
-            if root[u] != usize::MAX {
-                break root[u];
+    // The import above each case: follow infectors up (a tree, so at most m steps).
+    let import_of = |mut v: usize| {
+        for _ in 0..members.len() {
+            match parent[v] {
+                Some(u) => v = u,
+                None => break,
             }
-            path.push(u);
-            if parent[u] >= m || path.len() > m {
-                break u;
-            }
-            u = parent[u];
-        };
-        for x in path {
-            root[x] = r;
         }
-    }
+        v
+    };
     let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
     for (i, &v) in members.iter().enumerate() {
-        groups.entry(root[i]).or_default().push(v);
+        groups.entry(import_of(i)).or_default().push(v);
     }
     groups.into_values().collect()
 }
@@ -323,10 +345,6 @@ fn rank_cluster(
 ) -> ClusterRanking {
     let model = &params.model;
     let m = members.len();
-    let mut local = std::collections::HashMap::with_capacity(m);
-    for (i, &v) in members.iter().enumerate() {
-        local.insert(v, i);
-    }
     let member_cases: Vec<Case> = members.iter().map(|&v| g.cases[v]).collect();
     // The baseline order (earliest onset estimate first, ties by id); its positions break
     // ties between origins of equal subtree size.
@@ -342,15 +360,7 @@ fn rank_cluster(
     for (pos, &v) in by_onset.iter().enumerate() {
         rank_of[v] = pos;
     }
-    // Local arcs: (infector, weight, global arc index) per local node.
-    let mut arcs_local: Vec<Vec<(usize, f64, usize)>> = vec![Vec::new(); m];
-    for (i, &v) in members.iter().enumerate() {
-        for (k, a) in g.in_arcs(v).iter().enumerate() {
-            if let Some(&u) = local.get(&a.from) {
-                arcs_local[i].push((u, a.weight, g.in_range[v].start + k));
-            }
-        }
-    }
+    let arcs_local = local_arcs(g, members);
     let import = model.import_weight_per_day;
     let sampler = Sampler::new(
         arcs_local
@@ -433,33 +443,7 @@ fn rank_cluster(
 
     // Edmonds on log weights; node m is the virtual root. `forced`: only that case may be
     // imported without penalty.
-    let best_tree = |forced: Option<usize>| -> Option<Vec<Option<usize>>> {
-        let mut arcs = Vec::new();
-        for (v, list) in arcs_local.iter().enumerate() {
-            for &(u, w, _) in list {
-                arcs.push(Arc {
-                    from: u,
-                    to: v,
-                    weight: w.ln(),
-                });
-            }
-            let penalty = match forced {
-                Some(c) if c != v => FORCED_PENALTY,
-                _ => 0.0,
-            };
-            arcs.push(Arc {
-                from: m,
-                to: v,
-                weight: import.ln() - penalty,
-            });
-        }
-        let chosen = max_arborescence(m + 1, m, &arcs)?;
-        Some(
-            (0..m)
-                .map(|v| chosen[v].map(|i| arcs[i].from).filter(|&u| u < m))
-                .collect(),
-        )
-    };
+    let best_tree = |forced: Option<usize>| most_likely_tree(&arcs_local, import, forced);
     let tree: Vec<TreeEdge> = best_tree(None)
         .map(|parents| (0..m).map(|v| edge(v, parents[v])).collect())
         .unwrap_or_default();
