@@ -3,9 +3,9 @@
 //!
 //! One redb file (`[mqtt] store_path`, by default `data/edge.redb`). Each accepted reading
 //! gets a record id (increasing from 0) and is written in ONE write transaction together
-//! with its index entries and its device's new sequence number, so a reading is either
-//! stored, indexed and counted against replay, or not at all; the node acknowledges a
-//! reading only after that transaction is durable.
+//! with its metadata and its device's new sequence number, so a reading is either stored
+//! and counted against replay, or not at all; the node acknowledges a reading only after
+//! that transaction is durable.
 //!
 //! # Tables
 //! - `records`: id → [`trustedge_edge::store::seal_record`] of the Borsh [`StoredBody`]
@@ -13,19 +13,23 @@
 //!   the record's own key.
 //! - `meta`: id → [`RecordMeta`] in the clear: receive time, digest, kind, own key and
 //!   observed keys. No device key, address or sequence number.
-//! - `index`: multimap `role ‖ key` → ids; role 0 is the uploader's own key, role 1 an
-//!   observed key.
 //! - `by_time`: `(received_ms, id)`, for retention.
 //! - `seqs`: device public key → last accepted sequence number, its record id and digest
 //!   (replay protection; the same reading sent again is recognised as a duplicate).
 //! - `batches`: first id → [`BatchMeta`]; `counters`: next id, next unbatched id, last
 //!   receive time.
 //!
-//! # What the index leaks
+//! There is no lookup table by index key. The workers read records in receive order
+//! (`by_time`) and keep what they match on in memory; a clear multimap from RPIs to record
+//! ids was written for every record and read by nothing, and its random-key inserts were
+//! about 85 % of a batch's write cost (`cargo bench -p trustedge-node --bench edge_store`).
+//! A store written by an earlier version loses that table when it is opened.
+//!
+//! # What the metadata leaks
 //! Index keys are what the indexer returns; for encounter uploads they are RPIs: the
 //! uploader's own RPI and the RPIs it heard. RPIs are pseudonyms that rotate every 10–20
-//! minutes and are broadcast in the clear anyway; the index links one own RPI to the RPIs
-//! heard under it (which is what the upload says), and never two own RPIs of one device:
+//! minutes and are broadcast in the clear anyway; a record's metadata links one own RPI to
+//! the RPIs heard under it (which is what the upload says), and never two own RPIs of one device:
 //! the device key, address and sequence number that would link them are only inside the
 //! encrypted body and in `seqs` (key → a number), which is never shared and is not joined
 //! to records. Receive times and record sizes are in the clear. Someone who steals the
@@ -48,7 +52,8 @@ use trustedge_types::{Address, Hash, codec};
 
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 const META: TableDefinition<u64, &[u8]> = TableDefinition::new("meta");
-const INDEX: MultimapTableDefinition<&[u8], u64> = MultimapTableDefinition::new("index");
+/// The clear index by key of earlier versions: dropped when such a store is opened.
+const OLD_INDEX: MultimapTableDefinition<&[u8], u64> = MultimapTableDefinition::new("index");
 const BY_TIME: TableDefinition<(u64, u64), ()> = TableDefinition::new("by_time");
 const SEQS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("seqs");
 const BATCHES: TableDefinition<u64, &[u8]> = TableDefinition::new("batches");
@@ -154,22 +159,6 @@ impl IndexKeys {
         }
         Ok(())
     }
-}
-
-/// Which index a key is looked up in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IndexRole {
-    /// The uploader's own key.
-    Own = 0,
-    /// A key the uploader observed.
-    Observed = 1,
-}
-
-fn index_key(role: IndexRole, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + key.len());
-    k.push(role as u8);
-    k.extend_from_slice(key);
-    k
 }
 
 /// What the store keeps in the clear about a record.
@@ -390,11 +379,13 @@ impl EdgeStore {
         {
             txn.open_table(RECORDS)?;
             txn.open_table(META)?;
-            txn.open_multimap_table(INDEX)?;
             txn.open_table(BY_TIME)?;
             txn.open_table(SEQS)?;
             txn.open_table(BATCHES)?;
             txn.open_table(COUNTERS)?;
+        }
+        if txn.delete_multimap_table(OLD_INDEX)? {
+            tracing::info!(path = %path.display(), "edge store: dropped the unused index table");
         }
         txn.commit()?;
         Ok(store)
@@ -447,17 +438,23 @@ impl EdgeStore {
         let txn = self.begin_write()?;
         let mut out = Vec::with_capacity(items.len());
         let mut wrote = false;
-        for item in items {
-            match self.put_in(&txn, item) {
-                Ok(p) => {
-                    wrote |= !p.duplicate;
-                    out.push(Ok(p));
+        {
+            let mut w = BatchWriter::open(&txn)?;
+            for item in items {
+                match w.put(&self.key, item) {
+                    Ok(p) => {
+                        wrote |= !p.duplicate;
+                        out.push(Ok(p));
+                    }
+                    Err(e @ (EdgeStoreError::Replayed { .. } | EdgeStoreError::IndexKeys(_))) => {
+                        out.push(Err(e));
+                    }
+                    // Anything else may have left part of the item written: abort it all.
+                    Err(e) => return Err(e),
                 }
-                Err(e @ (EdgeStoreError::Replayed { .. } | EdgeStoreError::IndexKeys(_))) => {
-                    out.push(Err(e));
-                }
-                // Anything else may have left part of the item written: abort it all.
-                Err(e) => return Err(e),
+            }
+            if wrote {
+                w.finish()?;
             }
         }
         if wrote {
@@ -466,93 +463,6 @@ impl EdgeStore {
             txn.abort()?;
         }
         Ok(out)
-    }
-
-    /// One item of [`EdgeStore::put_many`] inside `txn`. Refusals return before writing.
-    fn put_in(
-        &self,
-        txn: &WriteTransaction,
-        item: PutItem<'_>,
-    ) -> Result<PutOutcome, EdgeStoreError> {
-        let PutItem {
-            reading,
-            now_ms,
-            keys,
-            nonce,
-        } = item;
-        keys.check()?;
-        let bytes = reading.to_bytes();
-        let digest = record_digest(&bytes);
-        let body = codec::encode(&StoredBody {
-            reading: reading.clone(),
-        });
-        let mut seqs = txn.open_table(SEQS)?;
-        let device = reading.device.0;
-        let last = seqs
-            .get(device.as_slice())?
-            .map(|g| parse_seq(g.value()))
-            .transpose()?;
-        if let Some(last) = last
-            && reading.seq <= last.seq
-        {
-            if reading.seq == last.seq && digest == last.digest {
-                // A retry of the last reading, whose acknowledgement was lost.
-                return Ok(PutOutcome {
-                    id: last.id,
-                    received_ms: 0,
-                    digest,
-                    duplicate: true,
-                });
-            }
-            return Err(EdgeStoreError::Replayed {
-                seq: reading.seq,
-                last: last.seq,
-            });
-        }
-        let mut counters = txn.open_table(COUNTERS)?;
-        let id = counters.get(NEXT_ID)?.map_or(0, |g| g.value());
-        seqs.insert(
-            device.as_slice(),
-            encode_seq(&LastSeq {
-                seq: reading.seq,
-                id,
-                digest,
-            })
-            .as_slice(),
-        )?;
-        let last_ms = counters.get(LAST_RECEIVED_MS)?.map(|g| g.value());
-        let received_ms = match last_ms {
-            Some(l) => now_ms.max(l.saturating_add(1)),
-            None => now_ms,
-        };
-        counters.insert(NEXT_ID, id + 1)?;
-        counters.insert(LAST_RECEIVED_MS, received_ms)?;
-        let sealed = seal_record(&self.key, nonce, id, &keys.own, &body)?;
-        let held = counters.get(SEALED_BYTES)?.map_or(0, |g| g.value());
-        counters.insert(SEALED_BYTES, held.saturating_add(sealed.len() as u64))?;
-        txn.open_table(RECORDS)?.insert(id, sealed.as_slice())?;
-        let mut index = txn.open_multimap_table(INDEX)?;
-        if !keys.own.is_empty() {
-            index.insert(index_key(IndexRole::Own, &keys.own).as_slice(), id)?;
-        }
-        for k in &keys.observed {
-            index.insert(index_key(IndexRole::Observed, k).as_slice(), id)?;
-        }
-        txn.open_table(BY_TIME)?.insert((received_ms, id), ())?;
-        let meta = RecordMeta {
-            received_ms,
-            digest,
-            kind: reading.kind.clone(),
-            keys,
-        };
-        txn.open_table(META)?
-            .insert(id, codec::encode(&meta).as_slice())?;
-        Ok(PutOutcome {
-            id,
-            received_ms,
-            digest,
-            duplicate: false,
-        })
     }
 
     /// The last sequence number stored for the device with public key bytes `device`.
@@ -598,43 +508,6 @@ impl EdgeStore {
         }))
     }
 
-    /// Ids of the records filed under `key` in the `role` index, oldest first, at most
-    /// `limit` (capped at [`MAX_LOOKUP`]).
-    pub fn get_by_index(
-        &self,
-        role: IndexRole,
-        key: &[u8],
-        limit: usize,
-    ) -> Result<Vec<u64>, EdgeStoreError> {
-        let txn = self.db.begin_read()?;
-        let index = txn.open_multimap_table(INDEX)?;
-        let mut out = Vec::new();
-        for v in index.get(index_key(role, key).as_slice())? {
-            if out.len() >= limit.min(MAX_LOOKUP) {
-                break;
-            }
-            out.push(v?.value());
-        }
-        Ok(out)
-    }
-
-    /// For each record in which `observed` was seen, the uploader's own key and the receive
-    /// time: what exposure matching needs to notify the uploader by its own pseudonym.
-    pub fn own_keys_for_observed(
-        &self,
-        observed: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>, u64)>, EdgeStoreError> {
-        let ids = self.get_by_index(IndexRole::Observed, observed, limit)?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(m) = self.meta(id)? {
-                out.push((id, m.keys.own, m.received_ms));
-            }
-        }
-        Ok(out)
-    }
-
     /// Ids of the records received in `from_ms..=to_ms`, oldest first, at most `limit`
     /// (capped at [`MAX_LOOKUP`]).
     pub fn range_by_time(
@@ -658,8 +531,7 @@ impl EdgeStore {
         Ok(out)
     }
 
-    /// Deletes the records received before `cutoff_ms` (their bodies, metadata and index
-    /// entries), at most `max` per call, and the digests of anchored batches that ended
+    /// Deletes the records received before `cutoff_ms` (their bodies and metadata), at most `max` per call, and the digests of anchored batches that ended
     /// before it. Returns how many records went.
     pub fn prune_before(&self, cutoff_ms: u64, max: usize) -> Result<usize, EdgeStoreError> {
         let txn = self.begin_write()?;
@@ -673,21 +545,11 @@ impl EdgeStore {
                 .collect::<Result<_, _>>()?;
             let mut records = txn.open_table(RECORDS)?;
             let mut metas = txn.open_table(META)?;
-            let mut index = txn.open_multimap_table(INDEX)?;
             let mut freed = 0u64;
             for (t, id) in old {
                 by_time.remove((t, id))?;
                 freed += records.remove(id)?.map_or(0, |v| v.value().len() as u64);
-                let meta = metas.remove(id)?.map(|v| v.value().to_vec());
-                if let Some(m) = meta {
-                    let m: RecordMeta = decode(id, &m)?;
-                    if !m.keys.own.is_empty() {
-                        index.remove(index_key(IndexRole::Own, &m.keys.own).as_slice(), id)?;
-                    }
-                    for k in &m.keys.observed {
-                        index.remove(index_key(IndexRole::Observed, k).as_slice(), id)?;
-                    }
-                }
+                metas.remove(id)?;
                 n += 1;
             }
             if freed > 0 {
@@ -881,6 +743,121 @@ impl EdgeStore {
     }
 }
 
+/// The tables and counters of one [`EdgeStore::put_many`] transaction, opened once for the
+/// batch (opening a redb table per item and table cost more than the inserts); the
+/// counters are read once and written back by [`BatchWriter::finish`].
+struct BatchWriter<'t> {
+    seqs: redb::Table<'t, &'static [u8], &'static [u8]>,
+    counters: redb::Table<'t, &'static str, u64>,
+    records: redb::Table<'t, u64, &'static [u8]>,
+    by_time: redb::Table<'t, (u64, u64), ()>,
+    metas: redb::Table<'t, u64, &'static [u8]>,
+    next_id: u64,
+    last_received_ms: Option<u64>,
+    sealed_bytes: u64,
+}
+
+impl<'t> BatchWriter<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<BatchWriter<'t>, EdgeStoreError> {
+        let counters = txn.open_table(COUNTERS)?;
+        let next_id = counters.get(NEXT_ID)?.map_or(0, |g| g.value());
+        let last_received_ms = counters.get(LAST_RECEIVED_MS)?.map(|g| g.value());
+        let sealed_bytes = counters.get(SEALED_BYTES)?.map_or(0, |g| g.value());
+        Ok(BatchWriter {
+            seqs: txn.open_table(SEQS)?,
+            counters,
+            records: txn.open_table(RECORDS)?,
+            by_time: txn.open_table(BY_TIME)?,
+            metas: txn.open_table(META)?,
+            next_id,
+            last_received_ms,
+            sealed_bytes,
+        })
+    }
+
+    /// One item. Refusals return before writing.
+    fn put(&mut self, key: &DataKey, item: PutItem<'_>) -> Result<PutOutcome, EdgeStoreError> {
+        let PutItem {
+            reading,
+            now_ms,
+            keys,
+            nonce,
+        } = item;
+        keys.check()?;
+        let bytes = reading.to_bytes();
+        let digest = record_digest(&bytes);
+        let device = reading.device.0;
+        let last = self
+            .seqs
+            .get(device.as_slice())?
+            .map(|g| parse_seq(g.value()))
+            .transpose()?;
+        if let Some(last) = last
+            && reading.seq <= last.seq
+        {
+            if reading.seq == last.seq && digest == last.digest {
+                // A retry of the last reading, whose acknowledgement was lost.
+                return Ok(PutOutcome {
+                    id: last.id,
+                    received_ms: 0,
+                    digest,
+                    duplicate: true,
+                });
+            }
+            return Err(EdgeStoreError::Replayed {
+                seq: reading.seq,
+                last: last.seq,
+            });
+        }
+        let body = codec::encode(&StoredBody {
+            reading: reading.clone(),
+        });
+        let id = self.next_id;
+        let sealed = seal_record(key, nonce, id, &keys.own, &body)?;
+        self.seqs.insert(
+            device.as_slice(),
+            encode_seq(&LastSeq {
+                seq: reading.seq,
+                id,
+                digest,
+            })
+            .as_slice(),
+        )?;
+        let received_ms = match self.last_received_ms {
+            Some(l) => now_ms.max(l.saturating_add(1)),
+            None => now_ms,
+        };
+        self.records.insert(id, sealed.as_slice())?;
+        self.by_time.insert((received_ms, id), ())?;
+        let meta = RecordMeta {
+            received_ms,
+            digest,
+            kind: reading.kind.clone(),
+            keys,
+        };
+        self.metas.insert(id, codec::encode(&meta).as_slice())?;
+        self.next_id = id + 1;
+        self.last_received_ms = Some(received_ms);
+        self.sealed_bytes = self.sealed_bytes.saturating_add(sealed.len() as u64);
+        Ok(PutOutcome {
+            id,
+            received_ms,
+            digest,
+            duplicate: false,
+        })
+    }
+
+    /// Writes the counters back.
+    fn finish(mut self) -> Result<(), EdgeStoreError> {
+        self.counters.insert(NEXT_ID, self.next_id)?;
+        if let Some(l) = self.last_received_ms {
+            self.counters.insert(LAST_RECEIVED_MS, l)?;
+        }
+        self.counters.insert(SEALED_BYTES, self.sealed_bytes)?;
+        Ok(())
+    }
+}
+
 /// Reads the data key at `path`, or creates it from `random` (owner-readable only, mode
 /// 0600) if the file does not exist.
 pub fn load_or_create_data_key(
@@ -962,18 +939,10 @@ mod tests {
         let p1 = s.put(&r1, 1_000, keys, [2; 24]).unwrap();
         assert_eq!((p1.id, p1.received_ms), (1, 1_001));
         assert_eq!(s.get(0).unwrap().unwrap().reading, r0);
-        assert_eq!(
-            s.get_by_index(IndexRole::Observed, b"heard-x", 10).unwrap(),
-            [0, 1]
-        );
-        assert_eq!(s.get_by_index(IndexRole::Own, b"own-b", 10).unwrap(), [1]);
-        assert!(
-            s.get_by_index(IndexRole::Own, b"heard-x", 10)
-                .unwrap()
-                .is_empty()
-        );
-        let owners = s.own_keys_for_observed(b"heard-x", 10).unwrap();
-        assert_eq!(owners[1].1, b"own-b");
+        // The record's keys come back with it (the own key also binds its encryption).
+        let m1 = s.get(1).unwrap().unwrap().meta.keys;
+        assert_eq!(m1.own, b"own-b");
+        assert_eq!(m1.observed, [b"heard-x".to_vec()]);
         assert_eq!(s.range_by_time(1_001, 5_000, 10).unwrap(), [1]);
         assert_eq!(s.last_seq(&d.public_key().0).unwrap(), Some(1));
         let mut old = DeviceIdentity::new(Keypair::from_seed([1; 32]), 0);
@@ -997,7 +966,7 @@ mod tests {
         assert_eq!(p.proof.proof.tree_size, 2);
         assert_eq!(s.pending_batches().unwrap().len(), 1);
 
-        // Retention removes bodies and index entries.
+        // Retention removes bodies and metadata.
         let mut b = b;
         b.status = BatchStatus::Anchored(3);
         s.update_batch(&b).unwrap();
@@ -1008,12 +977,38 @@ mod tests {
         let left = s.stats().unwrap().sealed_bytes;
         assert!(left > 0 && left < held, "{held} -> {left}");
         assert!(s.get(0).unwrap().is_none());
-        assert_eq!(
-            s.get_by_index(IndexRole::Observed, b"heard-x", 10).unwrap(),
-            [1]
-        );
+        assert!(s.meta(0).unwrap().is_none());
+        assert_eq!(s.range_by_time(0, u64::MAX, 10).unwrap(), [1]);
         assert!(s.record_proof(1).unwrap().is_none(), "batch incomplete now");
         assert_eq!(s.stats().unwrap().records, 1);
+    }
+
+    #[test]
+    fn opening_drops_the_index_table_of_earlier_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("edge.redb");
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_multimap_table(OLD_INDEX)
+                .unwrap()
+                .insert(b"\x01rpi".as_slice(), 7)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let tables = |p: &Path| -> Vec<String> {
+            let db = redb::Database::open(p).unwrap();
+            let txn = db.begin_read().unwrap();
+            txn.list_multimap_tables()
+                .unwrap()
+                .map(|h| redb::MultimapTableHandle::name(&h).to_string())
+                .collect()
+        };
+        assert_eq!(tables(&path), ["index"]);
+        let s = EdgeStore::open(&path, DataKey::from_bytes([3; 32])).unwrap();
+        assert_eq!(s.stats().unwrap().records, 0);
+        drop(s);
+        assert!(tables(&path).is_empty());
     }
 
     #[test]
@@ -1073,10 +1068,7 @@ mod tests {
         // Committed together, in order, with strictly increasing receive times.
         assert_eq!(s.get(1).unwrap().unwrap().reading, a1);
         assert_eq!(s.range_by_time(5_000, 5_002, 10).unwrap(), [0, 1, 2]);
-        assert_eq!(
-            s.get_by_index(IndexRole::Observed, b"heard", 10).unwrap(),
-            [0, 1, 2]
-        );
+        assert_eq!(s.get(2).unwrap().unwrap().meta.keys, own(b"b0"));
         // A batch of refusals only writes nothing.
         let held = s.stats().unwrap().sealed_bytes;
         let out = s.put_many(vec![item(&a0, own(b"a0"), 6)]).unwrap();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use trustedge_device::{DeviceIdentity, SignedReading};
 use trustedge_edge::store::record_digest;
 use trustedge_node::api::edge::EdgeRecordProofResponse;
-use trustedge_node::edge_store::{IndexKeys, IndexRole};
+use trustedge_node::edge_store::IndexKeys;
 use trustedge_node::ingest::ReadingIndexer;
 use trustedge_node::mqtt::{DeviceClient, DeviceClientOptions, MqttConfig, RefusalReason};
 use trustedge_node::{NodeOptions, Role, RunningNode, start_node};
@@ -129,31 +129,23 @@ async fn readings_are_stored_encrypted_indexed_anchored_and_refused_by_reason() 
     let again = client.publish_reading(&r1).await.unwrap();
     assert_eq!((again.accepted, again.record_id), (true, Some(1)));
 
-    // Lookups by index key; the uploader's own key comes back for an observed key.
+    // Each record carries the indexer's keys: its own RPI and the RPIs heard.
     let store = edge.edge_store().unwrap().clone();
+    let keys = |id| store.get(id).unwrap().unwrap().meta.keys;
     assert_eq!(
-        store
-            .get_by_index(IndexRole::Observed, &[7; 16], 10)
-            .unwrap(),
-        [0, 1]
+        keys(0),
+        IndexKeys {
+            own: vec![1; 16],
+            observed: vec![vec![7; 16], vec![8; 16]]
+        }
     );
     assert_eq!(
-        store
-            .get_by_index(IndexRole::Observed, &[8; 16], 10)
-            .unwrap(),
-        [0]
+        keys(1),
+        IndexKeys {
+            own: vec![2; 16],
+            observed: vec![vec![7; 16]]
+        }
     );
-    assert_eq!(
-        store.get_by_index(IndexRole::Own, &[2; 16], 10).unwrap(),
-        [1]
-    );
-    let owners: Vec<Vec<u8>> = store
-        .own_keys_for_observed(&[7; 16], 10)
-        .unwrap()
-        .into_iter()
-        .map(|(_, own, _)| own)
-        .collect();
-    assert_eq!(owners, [vec![1; 16], vec![2; 16]]);
     assert_eq!(store.get(1).unwrap().unwrap().reading, r1);
 
     // Encrypted at rest: the plaintext is nowhere in the file (nor the device key).
@@ -287,10 +279,8 @@ async fn readings_are_stored_encrypted_indexed_anchored_and_refused_by_reason() 
     let store = edge.edge_store().unwrap().clone();
     assert_eq!(store.get(0).unwrap().unwrap().reading, r0);
     assert_eq!(
-        store
-            .get_by_index(IndexRole::Observed, &[9; 16], 10)
-            .unwrap(),
-        [2]
+        store.get(2).unwrap().unwrap().meta.keys.observed,
+        [vec![9; 16]]
     );
     let mut client = DeviceClient::connect(edge.mqtt_addr().unwrap(), "tok-a", options())
         .await
