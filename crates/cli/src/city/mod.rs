@@ -377,32 +377,76 @@ struct Pool {
     senders: Vec<Vec<mpsc::Sender<Job>>>,
 }
 
-impl Pool {
-    /// Publishes every reading through its connection, all connections at once; returns
-    /// (accepted, refused).
-    async fn publish(&self, items: Vec<Outgoing>) -> (u64, u64) {
-        let mut groups: HashMap<(usize, usize), Vec<_>> = HashMap::new();
-        for o in items {
-            groups.entry((o.edge, o.slot)).or_default().push(o.reading);
-        }
-        let mut waits = Vec::new();
-        for ((edge, slot), readings) in groups {
-            let Some(tx) = self.senders.get(edge).and_then(|s| s.get(slot)) else {
-                continue;
-            };
-            let (done, rx) = tokio::sync::oneshot::channel();
-            if tx.send(Job { readings, done }).await.is_ok() {
-                waits.push(rx);
-            }
-        }
+/// Readings handed to the pool's connections, whose acknowledgements may still be coming.
+#[derive(Default)]
+struct Pending {
+    jobs: Vec<tokio::sync::oneshot::Receiver<(u64, u64)>>,
+}
+
+impl Pending {
+    /// Waits for every job's acknowledgements; returns (accepted, refused).
+    async fn outcome(self) -> (u64, u64) {
         let (mut ok, mut refused) = (0, 0);
-        for w in waits {
+        for w in self.jobs {
             if let Ok((a, r)) = w.await {
                 ok += a;
                 refused += r;
             }
         }
         (ok, refused)
+    }
+}
+
+impl Pool {
+    /// Hands every reading to its connection's queue of jobs, in order (waiting while a
+    /// queue is full), without waiting for acknowledgements. A connection publishes its
+    /// jobs one after another, so a device's readings enqueued later are published later.
+    async fn enqueue(&self, items: Vec<Outgoing>) -> Pending {
+        let mut groups: HashMap<(usize, usize), Vec<_>> = HashMap::new();
+        for o in items {
+            groups.entry((o.edge, o.slot)).or_default().push(o.reading);
+        }
+        let mut pending = Pending::default();
+        for ((edge, slot), readings) in groups {
+            let Some(tx) = self.senders.get(edge).and_then(|s| s.get(slot)) else {
+                continue;
+            };
+            let (done, rx) = tokio::sync::oneshot::channel();
+            if tx.send(Job { readings, done }).await.is_ok() {
+                pending.jobs.push(rx);
+            }
+        }
+        pending
+    }
+}
+
+/// One simulated hour's readings in the pool: its encounter uploads, air readings and
+/// relay requests.
+struct HourInFlight {
+    uploads: Pending,
+    air: Pending,
+    relays: Vec<Pending>,
+}
+
+/// Simulated hours whose readings may be in the pool at once. With one, the edges idle
+/// while the last acknowledgements of an hour come back and the next hour is handed out;
+/// with two, the next hour's readings queue behind the last ones on each connection.
+const HOURS_IN_FLIGHT: usize = 2;
+
+impl HourInFlight {
+    /// Waits for the hour's acknowledgements and adds them to `counts`.
+    async fn settle(self, counts: &mut Counts) {
+        let (ok, refused) = self.uploads.outcome().await;
+        counts.encounter_uploads += ok;
+        counts.refused += refused;
+        let (ok, refused) = self.air.outcome().await;
+        counts.air_readings += ok;
+        counts.refused += refused;
+        for r in self.relays {
+            let (ok, refused) = r.outcome().await;
+            counts.confirmed_relayed += ok;
+            counts.refused += refused;
+        }
     }
 }
 
@@ -731,6 +775,7 @@ async fn drive(
     let mut confirmed_app: BTreeSet<PersonId> = BTreeSet::new();
     let metrics: Vec<_> = net.edges.iter().map(|e| e.metrics().clone()).collect();
     let mut rooms = RoomPoller::new(net);
+    let mut in_flight: std::collections::VecDeque<HourInFlight> = Default::default();
     while let Some(w) = work_rx.recv().await {
         let w = w?;
         counts.encounters += w.encounters;
@@ -740,12 +785,9 @@ async fn drive(
         if let Ok(mut h) = heard.lock() {
             h.own.extend(w.own_rpis.iter().copied());
         }
-        let (ok, refused) = pool.publish(w.uploads).await;
-        counts.encounter_uploads += ok;
-        counts.refused += refused;
-        let (ok, refused) = pool.publish(w.air).await;
-        counts.air_readings += ok;
-        counts.refused += refused;
+        let uploads = pool.enqueue(w.uploads).await;
+        let air = pool.enqueue(w.air).await;
+        let mut relays = Vec::with_capacity(w.confirmations.len());
         for c in w.confirmations {
             observer.event(format!(
                 "{} case {} confirmed",
@@ -756,9 +798,17 @@ async fn drive(
             if let Ok(mut h) = heard.lock() {
                 h.cases.insert(c.upload_id, (c.person, Instant::now()));
             }
-            let (ok, refused) = pool.publish(vec![c.out]).await;
-            counts.confirmed_relayed += ok;
-            counts.refused += refused;
+            relays.push(pool.enqueue(vec![c.out]).await);
+        }
+        in_flight.push_back(HourInFlight {
+            uploads,
+            air,
+            relays,
+        });
+        while in_flight.len() >= HOURS_IN_FLIGHT {
+            if let Some(h) = in_flight.pop_front() {
+                h.settle(&mut counts).await;
+            }
         }
         sim_now.store(w.end_s, std::sync::atomic::Ordering::Relaxed);
         // The rooms' windows the edges closed so far (those of this hour's readings come
@@ -806,6 +856,9 @@ async fn drive(
                 tokio::time::sleep(due - spent).await;
             }
         }
+    }
+    while let Some(h) = in_flight.pop_front() {
+        h.settle(&mut counts).await;
     }
     bar.finish_and_clear();
     let player = producer.await.context("the city thread")??;
