@@ -75,6 +75,10 @@ pub struct LedgerArgs {
     /// `target_block_time_ms` (default: the node's defaults).
     #[arg(long)]
     pub block_time_ms: Option<u64>,
+    /// Blocks per durable store commit of every node (`checkpoint_interval` in its
+    /// `config.toml`; default: the node's default; 1 = every block durable).
+    #[arg(long)]
+    pub checkpoint_interval: Option<u64>,
     /// First API port (default: a free range).
     #[arg(long)]
     pub base_port: Option<u16>,
@@ -164,11 +168,16 @@ async fn measure(args: &LedgerArgs) -> anyhow::Result<Figures> {
         tracing_edges: false,
         aerosol_edges: false,
     })?;
-    if let Some(ms) = args.block_time_ms {
+    if args.block_time_ms.is_some() || args.checkpoint_interval.is_some() {
         for n in &net.nodes {
             let mut c = NodeConfig::load(&n.home)?;
-            c.block_interval_ms = ms.max(1);
-            c.consensus.target_block_time_ms = ms;
+            if let Some(ms) = args.block_time_ms {
+                c.block_interval_ms = ms.max(1);
+                c.consensus.target_block_time_ms = ms;
+            }
+            if let Some(blocks) = args.checkpoint_interval {
+                c.checkpoint_interval = blocks;
+            }
             c.save(&n.home)?;
         }
     }

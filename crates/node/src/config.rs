@@ -25,6 +25,8 @@ pub const MAX_UPSTREAMS: usize = 16;
 pub const MIN_REQUEST_BYTES: usize = 2 * MAX_TX_BYTES + 1024;
 /// Largest accepted `max_request_bytes`.
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024 * 1024;
+/// Largest accepted `checkpoint_interval` (blocks replayed at most after a crash).
+pub const MAX_CHECKPOINT_INTERVAL: u64 = 4096;
 /// Bounds of every `*_ms` interval in the configuration.
 pub const INTERVAL_MS_RANGE: std::ops::RangeInclusive<u64> = 1..=3_600_000;
 
@@ -117,6 +119,11 @@ pub struct NodeConfig {
     /// Mempool bounds.
     #[serde(default)]
     pub mempool: MempoolLimits,
+    /// Blocks per durable commit of the ledger's store; the blocks between are made durable
+    /// by the block log beside it (`<db_path>.blocklog`) and replayed from it after a crash.
+    /// `1` commits every block durably. See `trustedge_chain::LedgerConfig`.
+    #[serde(default = "defaults::checkpoint_interval")]
+    pub checkpoint_interval: u64,
     /// API URLs of the other validators: transactions admitted here are pushed to them
     /// (see [`crate::gossip`]). `init` fills it for validators; a node with gossip peers does
     /// not forward to its `upstream`, since gossip reaches every validator.
@@ -180,6 +187,9 @@ mod defaults {
     pub fn upstream_timeout_ms() -> u64 {
         10_000
     }
+    pub fn checkpoint_interval() -> u64 {
+        trustedge_chain::DEFAULT_CHECKPOINT_INTERVAL
+    }
     pub fn max_request_bytes() -> usize {
         2 * 1024 * 1024
     }
@@ -209,6 +219,7 @@ impl NodeConfig {
             upstream_timeout_ms: defaults::upstream_timeout_ms(),
             max_request_bytes: defaults::max_request_bytes(),
             mempool: MempoolLimits::default(),
+            checkpoint_interval: defaults::checkpoint_interval(),
             gossip_peers: Vec::new(),
             gossip: GossipLimits::default(),
             light: false,
@@ -276,6 +287,12 @@ impl NodeConfig {
                     INTERVAL_MS_RANGE.end()
                 ));
             }
+        }
+        if !(1..=MAX_CHECKPOINT_INTERVAL).contains(&self.checkpoint_interval) {
+            return Err(format!(
+                "checkpoint_interval is {}; it must be in 1..={MAX_CHECKPOINT_INTERVAL}",
+                self.checkpoint_interval
+            ));
         }
         if !(MIN_REQUEST_BYTES..=MAX_REQUEST_BYTES).contains(&self.max_request_bytes) {
             return Err(format!(
@@ -359,6 +376,7 @@ impl NodeConfig {
                 max_txs: self.mempool.max_txs,
                 max_bytes: self.mempool.max_bytes,
             },
+            checkpoint_interval: self.checkpoint_interval,
             ..LedgerConfig::default()
         }
     }
@@ -509,6 +527,14 @@ mod tests {
         let mut c = sample();
         c.block_interval_ms = 0;
         assert!(c.validate().unwrap_err().contains("block_interval_ms"));
+        for bad in [0, MAX_CHECKPOINT_INTERVAL + 1] {
+            let mut c = sample();
+            c.checkpoint_interval = bad;
+            assert!(c.validate().unwrap_err().contains("checkpoint_interval"));
+        }
+        let mut c = sample();
+        c.checkpoint_interval = 1;
+        assert_eq!(c.ledger_config().checkpoint_interval, 1);
         let mut c = sample();
         c.key_path = None;
         assert!(c.validate().unwrap_err().contains("key_path"));

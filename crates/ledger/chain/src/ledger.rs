@@ -1,7 +1,7 @@
 //! The ledger: store + runtime + signature cache + mempool.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,9 @@ use trustedge_contracts::genesis::{self, Genesis};
 use trustedge_execution::{
     AdmissionError, BlockEnv, ExecError, Runtime, StateError, StateRead, StateWrites,
 };
-use trustedge_store::{EventCursor, EventFilter, EventPage, PreparedState, Store, StoreError};
+use trustedge_store::{
+    BlockLog, EventCursor, EventFilter, EventPage, LoggedBlock, PreparedState, Store, StoreError,
+};
 use trustedge_types::block::{MAX_BLOCK_BYTES, MAX_BLOCK_TXS};
 use trustedge_types::merkle::{MerkleTree, root_of};
 use trustedge_types::{
@@ -36,6 +38,36 @@ pub struct LedgerConfig {
     pub max_block_txs: usize,
     /// Most transaction bytes a proposal takes.
     pub max_block_bytes: usize,
+    /// Blocks per durable store commit. Each block is made durable by its append to the
+    /// block log (one sequential write and `fdatasync`) and committed to the store without
+    /// durability; once `checkpoint_interval` blocks are not yet durable in the store, a
+    /// background checkpoint commits durably, which persists them, and empties the log.
+    /// `1` commits every block durably and logs nothing. See [`Ledger::open`] for what
+    /// happens after a crash.
+    pub checkpoint_interval: u64,
+}
+
+/// Where in the checkpoint interval a ledger on `db_path` checkpoints.
+fn checkpoint_phase(db_path: &Path, interval: u64) -> u64 {
+    let path = std::path::absolute(db_path).unwrap_or_else(|_| db_path.to_path_buf());
+    let digest = Hash::tagged(
+        b"trustedge/ledger/checkpoint-phase",
+        &[path.as_os_str().as_encoded_bytes()],
+    );
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.0[..8]);
+    u64::from_be_bytes(first) % interval.max(1)
+}
+
+/// Default of [`LedgerConfig::checkpoint_interval`].
+pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 32;
+
+/// The block log beside a ledger's store file: `<db_path>.blocklog` (`ledger.redb` →
+/// `ledger.redb.blocklog`).
+pub fn block_log_path(db_path: &Path) -> PathBuf {
+    let mut name = db_path.as_os_str().to_owned();
+    name.push(".blocklog");
+    PathBuf::from(name)
 }
 
 impl Default for LedgerConfig {
@@ -45,6 +77,7 @@ impl Default for LedgerConfig {
             sig_cache_capacity: 500_000,
             max_block_txs: 20_000,
             max_block_bytes: MAX_BLOCK_BYTES / 2,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
         }
     }
 }
@@ -168,6 +201,15 @@ pub enum TxStatus {
     Unknown,
 }
 
+/// Why a block is being committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Commit {
+    /// Decided by consensus (or sealed): log it, or commit it durably at a checkpoint.
+    Decided,
+    /// Read back from the block log at open: in the log already; made durable at the end.
+    Replay,
+}
+
 struct Executed {
     tx_ids: Vec<Hash>,
     results: Vec<TxResult>,
@@ -188,6 +230,69 @@ pub struct Ledger {
     executed: Mutex<HashMap<Hash, Executed>>,
     /// Serialises commits (and proposals, which must see a stable parent).
     commit_lock: Mutex<()>,
+    /// The block log and how far the store is durable; taken inside `commit_lock`, and by
+    /// the checkpointer.
+    durability: Arc<Mutex<Durability>>,
+    /// Asks the checkpointer thread for a checkpoint; dropped (ending the thread) on drop.
+    checkpoints: Option<std::sync::mpsc::SyncSender<()>>,
+    checkpointer: Option<std::thread::JoinHandle<()>>,
+    /// The height modulo `checkpoint_interval` at which this ledger checkpoints: a hash of
+    /// its store's path, so that nodes differ.
+    checkpoint_phase: u64,
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        // Ends the checkpointer after any checkpoint it is running; what is not durable in
+        // the store stays in the block log.
+        self.checkpoints.take();
+        if let Some(t) = self.checkpointer.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What makes committed blocks durable between durable store commits.
+struct Durability {
+    log: BlockLog,
+    /// Latest height the store holds durably (as of its last durable commit).
+    durable_height: Height,
+    /// A checkpoint was asked for and has not run yet.
+    requested: bool,
+}
+
+impl Durability {
+    /// One durable store commit, then the log is emptied: everything logged is in the store.
+    fn checkpoint(&mut self, store: &Store) -> Result<(), StoreError> {
+        store.checkpoint()?;
+        self.durable_height = store.latest_height()?;
+        self.log.reset()
+    }
+}
+
+/// The checkpointer: runs a checkpoint whenever asked, off the commit path, so that the
+/// durable commit (which writes every page the deferred commits dirtied) overlaps the next
+/// height's consensus instead of delaying it. The next commit waits for it only if it is
+/// still running then.
+fn run_checkpointer(
+    store: Arc<Store>,
+    durability: Arc<Mutex<Durability>>,
+    asks: std::sync::mpsc::Receiver<()>,
+) {
+    while asks.recv().is_ok() {
+        let mut d = lock(&durability);
+        d.requested = false;
+        let started = std::time::Instant::now();
+        match d.checkpoint(&store) {
+            Ok(()) => tracing::debug!(
+                height = d.durable_height,
+                ms = started.elapsed().as_millis() as u64,
+                "checkpoint"
+            ),
+            // The blocks stay in the log; the next commit asks again.
+            Err(e) => tracing::error!(error = %e, "checkpoint failed"),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -220,8 +325,27 @@ impl Ledger {
             });
         }
         let runtime = trustedge_contracts::runtime(&genesis.chain_id);
-        Ok(Ledger {
-            store: Arc::new(store),
+        let (log, logged) = BlockLog::open(&block_log_path(db_path))?;
+        let durable_height = store.latest_height()?;
+        let store = Arc::new(store);
+        let durability = Arc::new(Mutex::new(Durability {
+            log,
+            durable_height,
+            requested: false,
+        }));
+        let (checkpoints, checkpointer) = if config.checkpoint_interval > 1 {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let (s, d) = (store.clone(), durability.clone());
+            let handle = std::thread::Builder::new()
+                .name("ledger-checkpoint".into())
+                .spawn(move || run_checkpointer(s, d, rx))
+                .map_err(|e| StoreError::Io(format!("cannot start the checkpoint thread: {e}")))?;
+            (Some(tx), Some(handle))
+        } else {
+            (None, None)
+        };
+        let ledger = Ledger {
+            store,
             runtime,
             genesis_hash: genesis.hash(),
             genesis,
@@ -229,8 +353,72 @@ impl Ledger {
             mempool: Mutex::new(Mempool::new(config.mempool)),
             executed: Mutex::new(HashMap::new()),
             commit_lock: Mutex::new(()),
+            durability,
+            checkpoints,
+            checkpointer,
+            checkpoint_phase: checkpoint_phase(db_path, config.checkpoint_interval),
             config,
-        })
+        };
+        ledger.replay(logged)?;
+        Ok(ledger)
+    }
+
+    /// Commits the logged blocks the store lost in a crash (those above its last durable
+    /// commit), each checked and executed as any received block, then makes them durable and
+    /// empties the log. Logged blocks the store holds must be the same blocks.
+    fn replay(&self, logged: Vec<LoggedBlock>) -> Result<(), LedgerError> {
+        let replay_err = |h: Height, e: String| {
+            LedgerError::Store(StoreError::Corrupt {
+                what: "block log replay",
+                reason: format!("height {h}: {e}"),
+            })
+        };
+        let had_log = !logged.is_empty();
+        let mut replayed = 0u64;
+        for LoggedBlock { block, certificate } in logged {
+            let h = block.header.height;
+            let latest = self.store.latest_height()?;
+            if h <= latest {
+                let stored = self.store.header(h)?.map(|hd| hd.hash());
+                if stored != Some(block.hash()) {
+                    return Err(replay_err(
+                        h,
+                        "the log's block differs from the store's".into(),
+                    ));
+                }
+                continue;
+            }
+            if h != latest + 1 {
+                return Err(replay_err(
+                    h,
+                    format!("the store ends at {latest}; the log skips blocks"),
+                ));
+            }
+            self.commit_block_as(&block, &certificate, Commit::Replay)
+                .map_err(|e| replay_err(h, e.to_string()))?;
+            replayed += 1;
+        }
+        if had_log {
+            let _g = lock(&self.commit_lock);
+            lock(&self.durability).checkpoint(&self.store)?;
+        }
+        if replayed > 0 {
+            tracing::info!(
+                replayed,
+                height = self.store.latest_height()?,
+                "replayed blocks from the block log after an unclean stop"
+            );
+        }
+        Ok(())
+    }
+
+    /// Makes every committed block durable in the store and empties the block log (what a
+    /// checkpoint does every [`LedgerConfig::checkpoint_interval`] blocks). For a clean stop;
+    /// not needed for safety.
+    pub fn checkpoint(&self) -> Result<(), LedgerError> {
+        let _g = lock(&self.commit_lock);
+        lock(&self.durability).checkpoint(&self.store)?;
+        Ok(())
     }
 
     /// The store (blocks, results, events).
@@ -616,10 +804,23 @@ impl Ledger {
 
     /// Commits a decided block with its certificate. Executes it first unless it was
     /// proposed or validated here. One atomic store transaction.
+    ///
+    /// When it returns, the block is durable: in the store (every
+    /// [`LedgerConfig::checkpoint_interval`]-th block) or in the block log, which
+    /// [`Ledger::open`] replays after a crash.
     pub fn commit_block(
         &self,
         block: &Block,
         cert: &CommitCertificate,
+    ) -> Result<CommitInfo, BlockError> {
+        self.commit_block_as(block, cert, Commit::Decided)
+    }
+
+    fn commit_block_as(
+        &self,
+        block: &Block,
+        cert: &CommitCertificate,
+        how: Commit,
     ) -> Result<CommitInfo, BlockError> {
         let hash = block.hash();
         // The set of the block's own height, not the latest state's: the two differ once a
@@ -641,15 +842,7 @@ impl Ledger {
             None => self.execute_received(block)?,
         };
         let failed = executed.results.iter().filter(|r| !r.is_success()).count();
-        self.store.commit_block_with_events(
-            block,
-            &executed.tx_ids,
-            cert,
-            &executed.results,
-            &executed.block_events,
-            &executed.writes,
-            executed.prepared,
-        )?;
+        let tx_ids = self.store_block(block, cert, executed, how)?;
         lock(&self.executed).clear();
         let mut last_nonce: BTreeMap<PublicKey, u64> = BTreeMap::new();
         for tx in &block.txs {
@@ -658,7 +851,7 @@ impl Ledger {
         }
         let evicted = {
             let mut m = lock(&self.mempool);
-            for id in &executed.tx_ids {
+            for id in &tx_ids {
                 m.remove(id);
             }
             m.evict(block.header.height + 1, |k| last_nonce.get(k).copied())
@@ -677,6 +870,91 @@ impl Ledger {
             failed,
             evicted,
         })
+    }
+
+    /// Writes an executed block to the store: durably at a checkpoint, else deferred after
+    /// appending it to the block log (a replayed block is in the log already). Returns the
+    /// transaction ids. Called under `commit_lock`.
+    fn store_block(
+        &self,
+        block: &Block,
+        cert: &CommitCertificate,
+        executed: Executed,
+        how: Commit,
+    ) -> Result<Vec<Hash>, BlockError> {
+        let Executed {
+            tx_ids,
+            results,
+            block_events,
+            writes,
+            prepared,
+        } = executed;
+        let height = block.header.height;
+        let mut d = lock(&self.durability);
+        if self.checkpoints.is_none() && how == Commit::Decided {
+            // checkpoint_interval 1: every block durable in the store, nothing logged.
+            self.store.commit_block_with_events(
+                block,
+                &tx_ids,
+                cert,
+                &results,
+                &block_events,
+                &writes,
+                prepared,
+            )?;
+            d.durable_height = height;
+            if !d.log.is_empty()
+                && let Err(e) = d.log.reset()
+            {
+                // Harmless: what the log holds is durable in the store now, replay skips
+                // it, and the next append empties it first (below).
+                tracing::warn!(error = %e, "could not empty the block log after a durable commit");
+            }
+            return Ok(tx_ids);
+        }
+        let logged_from = if how == Commit::Decided {
+            if d.log.last_height().is_some_and(|l| l <= d.durable_height) {
+                d.log.reset()?;
+            }
+            Some(d.log.append(block, cert)?)
+        } else {
+            None
+        };
+        let stored = self.store.commit_block_deferred(
+            block,
+            &tx_ids,
+            cert,
+            &results,
+            &block_events,
+            &writes,
+            prepared,
+        );
+        if let Err(e) = stored {
+            if let Some(len) = logged_from
+                && let Err(t) = d.log.truncate_to(len)
+            {
+                // The log now holds a block the store refused; a restart replays it, which
+                // is right for a decided block with a valid certificate.
+                tracing::error!(error = %t, height, "could not take a block back out of the block log");
+            }
+            return Err(e.into());
+        }
+        let interval = self.config.checkpoint_interval;
+        let behind = height.saturating_sub(d.durable_height);
+        // At this node's phase of the interval, so that validators sharing a machine or a
+        // disk do not all checkpoint at the same height (their checkpoints overlapping made
+        // that height the slowest of a run); late ones are caught up at twice the interval.
+        let due = (height % interval == self.checkpoint_phase && behind > 0)
+            || behind >= interval.saturating_mul(2);
+        if due
+            && how == Commit::Decided
+            && !d.requested
+            && let Some(asks) = &self.checkpoints
+        {
+            // A full channel means one is queued already.
+            d.requested = asks.try_send(()).is_ok();
+        }
+        Ok(tx_ids)
     }
 
     /// Signs a certificate for `block` as the only signer (a single-validator chain).

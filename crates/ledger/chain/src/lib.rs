@@ -21,7 +21,8 @@ pub mod proofs;
 pub mod verify;
 
 pub use ledger::{
-    BlockError, CommitInfo, Ledger, LedgerConfig, LedgerError, Status, SubmitError, TxStatus,
+    BlockError, CommitInfo, DEFAULT_CHECKPOINT_INTERVAL, Ledger, LedgerConfig, LedgerError, Status,
+    SubmitError, TxStatus, block_log_path,
 };
 pub use mempool::{Mempool, MempoolConfig, MempoolError};
 pub use proofs::{Proof, ProofError, StateValueProof, TxInclusionProof};

@@ -12,6 +12,9 @@ pub enum StoreError {
     /// The database engine failed (I/O, a lock held by another process, a full disk, ...).
     #[error("database: {0}")]
     Database(#[from] redb::Error),
+    /// A file beside the database (the block log) could not be read or written.
+    #[error("i/o: {0}")]
+    Io(String),
     /// Bytes read from the database do not decode: the file was damaged or written by
     /// something else.
     #[error("corrupt store: {what}: {reason}")]

@@ -78,6 +78,7 @@
 //! restoring the tree from a state snapshot (`TreeReader::get_rightmost_leaf` returns
 //! [`StoreError::Unsupported`]).
 
+pub mod block_log;
 pub mod error;
 pub mod events;
 pub mod proof;
@@ -86,6 +87,7 @@ mod store;
 mod tables;
 mod tree;
 
+pub use block_log::{BlockLog, LoggedBlock};
 pub use error::{ProofError, StoreError};
 pub use events::{
     BLOCK_EVENTS_TX_INDEX, EventCursor, EventFilter, EventPage, IndexedEvent, MAX_EVENT_PAGE,

@@ -226,10 +226,27 @@ impl Store {
     /// Every write goes through here: immediate durability, and quick repair (which also
     /// turns on two-phase commit) so that reopening after a crash need not walk the file.
     fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        self.begin_write_with(true)
+    }
+
+    /// A write transaction, durable when it commits or (`durable = false`) visible at once
+    /// but durable only with the next durable commit ([`Store::checkpoint`]).
+    fn begin_write_with(&self, durable: bool) -> Result<WriteTransaction, StoreError> {
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
-        txn.set_quick_repair(true);
+        if durable {
+            txn.set_durability(Durability::Immediate)?;
+            txn.set_quick_repair(true);
+        } else {
+            txn.set_durability(Durability::None)?;
+        }
         Ok(txn)
+    }
+
+    /// Makes every commit so far durable: one durable commit, which writes the pages the
+    /// deferred commits ([`Store::commit_block_deferred`]) left in memory and syncs the file.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.begin_write()?.commit()?;
+        Ok(())
     }
 
     fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
@@ -459,6 +476,59 @@ impl Store {
         writes: &StateWrites,
         prepared: PreparedState,
     ) -> Result<(), StoreError> {
+        self.commit_with(
+            block,
+            tx_hashes,
+            cert,
+            results,
+            block_events,
+            writes,
+            prepared,
+            true,
+        )
+    }
+
+    /// [`Store::commit_block_with_events`] without durability: the block is committed and
+    /// visible to every read when this returns, with the same checks and the same single
+    /// transaction, but it reaches the disk only with the next durable commit
+    /// ([`Store::checkpoint`], or any durable commit). A crash before that reopens the store at
+    /// the last durable commit, so the caller must keep the block durable elsewhere until then
+    /// (the ledger appends it to its [`crate::BlockLog`] first and replays that log on open).
+    #[allow(clippy::too_many_arguments)]
+    pub fn commit_block_deferred(
+        &self,
+        block: &Block,
+        tx_hashes: &[Hash],
+        cert: &CommitCertificate,
+        results: &[TxResult],
+        block_events: &[Event],
+        writes: &StateWrites,
+        prepared: PreparedState,
+    ) -> Result<(), StoreError> {
+        self.commit_with(
+            block,
+            tx_hashes,
+            cert,
+            results,
+            block_events,
+            writes,
+            prepared,
+            false,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn commit_with(
+        &self,
+        block: &Block,
+        tx_hashes: &[Hash],
+        cert: &CommitCertificate,
+        results: &[TxResult],
+        block_events: &[Event],
+        writes: &StateWrites,
+        prepared: PreparedState,
+        durable: bool,
+    ) -> Result<(), StoreError> {
         if block_events.len() > MAX_BLOCK_EVENTS {
             return Err(StoreError::InvalidArgument(format!(
                 "{} end-of-block events; at most {MAX_BLOCK_EVENTS}",
@@ -484,7 +554,7 @@ impl Store {
             &prepared,
         )?;
 
-        let txn = self.begin_write()?;
+        let txn = self.begin_write_with(durable)?;
         {
             let mut meta = txn.open_table(META)?;
             let latest = read_latest(&meta)?.ok_or(StoreError::NotInitialised)?;
@@ -578,6 +648,7 @@ impl Store {
             txs = block.txs.len(),
             writes = writes.len(),
             state_root = %prepared.computed_root,
+            durable,
             "block committed"
         );
         Ok(())

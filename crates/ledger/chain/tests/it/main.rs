@@ -5,6 +5,7 @@
 mod support;
 
 mod blocks;
+mod crash;
 mod proofs;
 mod submit;
 mod validators;
