@@ -226,10 +226,7 @@ impl BlockLog {
 fn parse_records(bytes: &[u8], path: &Path) -> Result<(Vec<LoggedBlock>, u64), StoreError> {
     let mut at = MAGIC.len();
     let mut out: Vec<LoggedBlock> = Vec::new();
-    loop {
-        let Some(head) = bytes.get(at..at + 12) else {
-            break;
-        };
+    while let Some(head) = bytes.get(at..at + 12) {
         let mut h = [0u8; 8];
         h.copy_from_slice(&head[..8]);
         let height = u64::from_be_bytes(h);

@@ -53,7 +53,14 @@
 //!   redb write transaction with [`redb::Durability::Immediate`] and quick repair (which
 //!   implies two-phase commit): the new pages are written and `fsync`ed, then the commit slot
 //!   is switched and `fsync`ed again. redb never overwrites pages the last commit can see.
-//! - Therefore after a crash at any instant, reopening finds the state of the last
+//! - [`Store::commit_block_deferred`] writes the same single transaction with
+//!   [`redb::Durability::None`]: visible to every read when it returns, written to the file
+//!   only by the next durable commit ([`Store::checkpoint`]). A crash loses the deferred
+//!   commits since the last durable one, whole (the store reopens at that one), so a caller
+//!   that defers must keep those blocks durable itself: the ledger appends each to a
+//!   [`BlockLog`] first and replays the log when it opens the store (see `trustedge-chain`).
+//!   Pages that several deferred commits dirty are written once, at the checkpoint.
+//! - Therefore after a crash at any instant, reopening finds the state of the last durable
 //!   transaction whose commit returned (or, if the crash hit the commit itself, possibly that
 //!   one), never a part of one: the block, its certificate, results, events, latest state,
 //!   tree nodes and `latest_height` all belong to the same height `L`, and the tree's root at
