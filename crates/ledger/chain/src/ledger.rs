@@ -893,28 +893,9 @@ impl Ledger {
         } = executed;
         let height = block.header.height;
         let mut d = lock(&self.durability);
-        if self.checkpoints.is_none() && how == Commit::Decided {
-            // checkpoint_interval 1: every block durable in the store, nothing logged.
-            self.store.commit_block_with_events(
-                block,
-                &tx_ids,
-                cert,
-                &results,
-                &block_events,
-                &writes,
-                prepared,
-            )?;
-            d.durable_height = height;
-            if !d.log.is_empty()
-                && let Err(e) = d.log.reset()
-            {
-                // Harmless: what the log holds is durable in the store now, replay skips
-                // it, and the next append empties it first (below).
-                tracing::warn!(error = %e, "could not empty the block log after a durable commit");
-            }
-            return Ok(tx_ids);
-        }
-        let logged_from = if how == Commit::Decided {
+        // checkpoint_interval 1: every block durable in the store, nothing logged.
+        let durable = self.checkpoints.is_none() && how == Commit::Decided;
+        let logged_from = if how == Commit::Decided && !durable {
             if d.log.last_height().is_some_and(|l| l <= d.durable_height) {
                 d.log.reset()?;
             }
@@ -922,7 +903,13 @@ impl Ledger {
         } else {
             None
         };
-        let stored = self.store.commit_block_deferred(
+        let commit = if durable {
+            Store::commit_block_with_events
+        } else {
+            Store::commit_block_deferred
+        };
+        let stored = commit(
+            &self.store,
             block,
             &tx_ids,
             cert,
@@ -931,6 +918,16 @@ impl Ledger {
             &writes,
             prepared,
         );
+        if durable && stored.is_ok() {
+            d.durable_height = height;
+            if !d.log.is_empty()
+                && let Err(e) = d.log.reset()
+            {
+                // Harmless: what the log holds is durable in the store now, replay skips
+                // it, and the next append empties it first (above).
+                tracing::warn!(error = %e, "could not empty the block log after a durable commit");
+            }
+        }
         if let Err(e) = stored {
             if let Some(len) = logged_from
                 && let Err(t) = d.log.truncate_to(len)
