@@ -206,7 +206,8 @@ pub enum TxStatus {
 /// Why a block is being committed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Commit {
-    /// Decided by consensus (or sealed): log it, or commit it durably at a checkpoint.
+    /// Decided by consensus (or sealed): log it and commit it deferred, or (with
+    /// `checkpoint_interval` 1) commit it durably.
     Decided,
     /// Read back from the block log at open: in the log already; made durable at the end.
     Replay,
@@ -259,8 +260,6 @@ struct Durability {
     log: BlockLog,
     /// Latest height the store holds durably (as of its last durable commit).
     durable_height: Height,
-    /// A checkpoint was asked for and has not run yet.
-    requested: bool,
 }
 
 impl Durability {
@@ -283,7 +282,6 @@ fn run_checkpointer(
 ) {
     while asks.recv().is_ok() {
         let mut d = lock(&durability);
-        d.requested = false;
         let started = std::time::Instant::now();
         match d.checkpoint(&store) {
             Ok(()) => tracing::debug!(
@@ -333,7 +331,6 @@ impl Ledger {
         let durability = Arc::new(Mutex::new(Durability {
             log,
             durable_height,
-            requested: false,
         }));
         let (checkpoints, checkpointer) = if config.checkpoint_interval > 1 {
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -807,9 +804,9 @@ impl Ledger {
     /// Commits a decided block with its certificate. Executes it first unless it was
     /// proposed or validated here. One atomic store transaction.
     ///
-    /// When it returns, the block is durable: in the store (every
-    /// [`LedgerConfig::checkpoint_interval`]-th block) or in the block log, which
-    /// [`Ledger::open`] replays after a crash.
+    /// When it returns, the block is durable: in the block log, which [`Ledger::open`]
+    /// replays after a crash until a checkpoint has made the store durable past it (or, with
+    /// [`LedgerConfig::checkpoint_interval`] 1, in the store itself).
     pub fn commit_block(
         &self,
         block: &Block,
@@ -874,9 +871,10 @@ impl Ledger {
         })
     }
 
-    /// Writes an executed block to the store: durably at a checkpoint, else deferred after
-    /// appending it to the block log (a replayed block is in the log already). Returns the
-    /// transaction ids. Called under `commit_lock`.
+    /// Writes an executed block to the store: deferred after appending it to the block log
+    /// (a replayed block is in the log already), or durably without the log when there is no
+    /// checkpointer (`checkpoint_interval` 1). Asks for a checkpoint when one is due. Returns
+    /// the transaction ids. Called under `commit_lock`.
     fn store_block(
         &self,
         block: &Block,
@@ -947,11 +945,11 @@ impl Ledger {
             || behind >= interval.saturating_mul(2);
         if due
             && how == Commit::Decided
-            && !d.requested
             && let Some(asks) = &self.checkpoints
         {
-            // A full channel means one is queued already.
-            d.requested = asks.try_send(()).is_ok();
+            // A full channel means one is queued already; the checkpointer holds the
+            // durability lock while it runs, so it cannot be running now.
+            let _ = asks.try_send(());
         }
         Ok(tx_ids)
     }

@@ -125,11 +125,6 @@ impl BlockLog {
         Ok((log, blocks))
     }
 
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Height of the last logged block.
     pub fn last_height(&self) -> Option<Height> {
         self.last
@@ -192,8 +187,7 @@ impl BlockLog {
             .and_then(|_| self.file.sync_all())
             .map_err(|e| io_err("truncate", &self.path, e))?;
         if len < self.len {
-            // Re-read the last height: cheaper to track than to parse, but this path is rare
-            // (a failed commit), so parse what is left.
+            // Only after a failed commit: parse what is left for the last height.
             let mut bytes = Vec::new();
             self.file
                 .seek(SeekFrom::Start(0))

@@ -249,9 +249,7 @@ fn replays_the_block_log_after_sigkill_at_random_moments() {
             replayed_rounds += 1;
         }
         assert!(
-            !std::fs::metadata(block_log_path(&dir.path().join("ledger.redb")))
-                .map(|m| m.len() > 8)
-                .unwrap_or(false),
+            log_len(dir.path()) <= 8,
             "round {round}: the log was not emptied after replay"
         );
         eprintln!(
