@@ -23,7 +23,9 @@ use trustedge_distance::channel::{DeviceModel, LinkContext, sample_rssi};
 use trustedge_tracing::broadcast::{BroadcastError, Broadcaster};
 use trustedge_tracing::matching::match_notices;
 use trustedge_tracing::sightings::{Sighting, SightingError, SightingFilter, SightingLog};
-use trustedge_tracing::upload::{READING_KIND, UploadError, uploads_by_own_rpi};
+use trustedge_tracing::upload::{
+    BATCH_READING_KIND, EncounterBatch, READING_KIND, UploadError, uploads_by_own_rpi,
+};
 use trustedge_tracing::{DiagnosisKey, ReportType, Rpi};
 use trustedge_types::Keypair;
 
@@ -159,6 +161,47 @@ impl SimPhone {
             );
         }
         Ok(out)
+    }
+
+    /// Its encounters at `now_s` as signed `encounter_batch` readings: the uploads of
+    /// [`encounter_readings`](Self::encounter_readings) packed into as few readings as fit
+    /// ([`EncounterBatch::pack`]). Returns each reading with the number of uploads it carries.
+    pub fn encounter_batch_readings(
+        &mut self,
+        now_s: u64,
+        signed_at_ms: u64,
+    ) -> Result<Vec<(SignedReading, usize)>, DevSimError> {
+        let uploads = uploads_by_own_rpi(
+            self.broadcaster.log(),
+            self.sightings.encounters(now_s),
+            self.model.name,
+            tx_power(self.model),
+        )?;
+        let mut out = Vec::new();
+        for batch in EncounterBatch::pack(uploads)? {
+            let n = batch.uploads.len();
+            let reading =
+                self.identity
+                    .sign_reading(signed_at_ms, BATCH_READING_KIND, batch.to_bytes()?)?;
+            out.push((reading, n));
+        }
+        Ok(out)
+    }
+
+    /// Uploads its encounters at `now_s` over MQTT in batches; returns how many readings
+    /// the edge accepted and how many uploads they carried (all of them, or an error).
+    pub async fn upload_encounter_batches(
+        &mut self,
+        now_s: u64,
+        signed_at_ms: u64,
+    ) -> Result<(usize, usize), DevSimError> {
+        let readings = self.encounter_batch_readings(now_s, signed_at_ms)?;
+        let mut uploads = 0;
+        for (r, n) in &readings {
+            self.publish(r).await?;
+            uploads += n;
+        }
+        Ok((readings.len(), uploads))
     }
 
     /// Publishes `reading` and waits for the edge's acceptance.

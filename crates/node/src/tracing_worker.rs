@@ -59,7 +59,10 @@ use trustedge_edge::exposure::{
 };
 use trustedge_gaen_export::p256::ecdsa::{SigningKey, VerifyingKey};
 use trustedge_store::EventFilter;
-use trustedge_tracing::upload::{EncounterUpload, READING_KIND as ENCOUNTERS_KIND};
+use trustedge_tracing::upload::{
+    BATCH_READING_KIND as ENCOUNTER_BATCH_KIND, EncounterBatch, EncounterUpload,
+    READING_KIND as ENCOUNTERS_KIND,
+};
 use trustedge_tracing::{DiagnosisKey, ReportType};
 use trustedge_types::{Hash, Keypair, Payload};
 
@@ -379,7 +382,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
 }
 
 /// Indexes `encounters` readings by the uploader's own RPI and the RPIs it heard, checks
-/// `diagnosis` readings decode, and keeps every other kind by time only.
+/// `encounter_batch` and `diagnosis` readings decode, and keeps every other kind by time
+/// only. A batch gets no index keys: its metadata is stored in the clear, and listing the
+/// own RPIs of several uploads there would link them.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TracingIndexer;
 
@@ -392,6 +397,10 @@ impl ReadingIndexer for TracingIndexer {
                     own: u.own_rpi.0.to_vec(),
                     observed: u.encounters.iter().map(|e| e.rpi.0.to_vec()).collect(),
                 })
+            }
+            ENCOUNTER_BATCH_KIND => {
+                EncounterBatch::from_bytes(&reading.payload).map_err(|e| e.to_string())?;
+                Ok(IndexKeys::default())
             }
             DIAGNOSIS_KIND => {
                 decode_diagnosis(&reading.payload)?;
@@ -1292,7 +1301,9 @@ fn scan_records(
         let Some(meta) = store.meta(id).map_err(|e| e.to_string())? else {
             break;
         };
-        let wanted = meta.kind == ENCOUNTERS_KIND || meta.kind == DIAGNOSIS_KIND;
+        let wanted = meta.kind == ENCOUNTERS_KIND
+            || meta.kind == ENCOUNTER_BATCH_KIND
+            || meta.kind == DIAGNOSIS_KIND;
         let record = if wanted {
             store.get(id).map_err(|e| e.to_string())?
         } else {
@@ -1301,10 +1312,25 @@ fn scan_records(
         if let Some(rec) = record {
             if meta.kind == DIAGNOSIS_KIND {
                 diagnoses.push(rec.reading);
-            } else if let Ok(u) = EncounterUpload::from_bytes(&rec.reading.payload) {
-                match engine.add_upload(DeviceLink(rec.reading.device.0), u) {
-                    Ok(()) => added += 1,
-                    Err(e) => tracing::warn!(error = %e, "exposure engine refused an upload"),
+            } else {
+                // Stored readings passed the indexer, so they decode; one that does not
+                // (a store written by another version) adds nothing.
+                let uploads = if meta.kind == ENCOUNTER_BATCH_KIND {
+                    EncounterBatch::from_bytes(&rec.reading.payload)
+                        .map(|b| b.uploads)
+                        .unwrap_or_default()
+                } else {
+                    EncounterUpload::from_bytes(&rec.reading.payload)
+                        .map(|u| vec![u])
+                        .unwrap_or_default()
+                };
+                for u in uploads {
+                    match engine.add_upload(DeviceLink(rec.reading.device.0), u) {
+                        Ok(()) => added += 1,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "exposure engine refused an upload");
+                        }
+                    }
                 }
             }
         }
@@ -1505,6 +1531,58 @@ pub async fn start_worker(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_indexer_keys_single_uploads_and_leaves_batches_unkeyed() {
+        use trustedge_tracing::sightings::{Encounter, RssiSample};
+        use trustedge_tracing::{Aem, EnIntervalNumber, Rpi};
+        let upload = |own: u8, heard: u8| EncounterUpload {
+            own_rpi: Rpi([own; 16]),
+            own_interval: EnIntervalNumber(2_900_000 + u32::from(own)),
+            device_model: "TE-Phone".into(),
+            tx_power_dbm: -8,
+            encounters: vec![Encounter {
+                rpi: Rpi([heard; 16]),
+                aem: Aem([0; 4]),
+                first_seen_s: 1_700_000_000,
+                last_seen_s: 1_700_000_060,
+                samples: vec![RssiSample {
+                    offset_s: 0,
+                    rssi_dbm: -60,
+                }],
+                ranges: vec![],
+            }],
+        };
+        let mut device =
+            trustedge_device::DeviceIdentity::new(trustedge_types::Keypair::from_seed([5; 32]), 0);
+        let single = device
+            .sign_reading(1, ENCOUNTERS_KIND, upload(1, 9).to_bytes().unwrap())
+            .unwrap();
+        let keys = TracingIndexer.index_keys("tok", &single).unwrap();
+        assert_eq!(keys.own, vec![1; 16]);
+        assert_eq!(keys.observed, vec![vec![9; 16]]);
+        let batch = EncounterBatch {
+            uploads: vec![upload(1, 9), upload(2, 8)],
+        };
+        let batched = device
+            .sign_reading(2, ENCOUNTER_BATCH_KIND, batch.to_bytes().unwrap())
+            .unwrap();
+        // Two own RPIs of one device must not meet in the clear metadata.
+        let keys = TracingIndexer.index_keys("tok", &batched).unwrap();
+        assert!(keys.own.is_empty() && keys.observed.is_empty());
+        // A batch that does not decode is refused (the edge answers with the reason).
+        let garbage = device
+            .sign_reading(3, ENCOUNTER_BATCH_KIND, vec![1, 0, 0, 0, 7])
+            .unwrap();
+        assert!(TracingIndexer.index_keys("tok", &garbage).is_err());
+        let linked = EncounterBatch {
+            uploads: vec![upload(1, 9), upload(2, 9)],
+        };
+        let linked = device
+            .sign_reading(4, ENCOUNTER_BATCH_KIND, borsh::to_vec(&linked).unwrap())
+            .unwrap();
+        assert!(TracingIndexer.index_keys("tok", &linked).is_err());
+    }
 
     #[test]
     fn no_notice_is_lost_between_the_ledger_and_the_devices() {

@@ -266,6 +266,8 @@ pub struct Counts {
     pub rssi_samples: u64,
     /// Encounter uploads accepted by the edges.
     pub encounter_uploads: u64,
+    /// Signed readings the phones sent them in (each carries a batch of uploads).
+    pub encounter_readings: u64,
     /// Air readings accepted.
     pub air_readings: u64,
     /// Confirmed cases (all).
@@ -315,9 +317,11 @@ struct Arrival {
     at: Instant,
 }
 
-/// A job for a pool connection: publish these readings in order.
+/// A job for a pool connection: publish these readings in order. `items[i]` is how many
+/// items reading `i` carries (uploads of a batch); the outcome counts items.
 struct Job {
     readings: Vec<trustedge_device::SignedReading>,
+    items: Vec<u64>,
     done: tokio::sync::oneshot::Sender<(u64, u64)>,
 }
 
@@ -326,15 +330,16 @@ struct Job {
 async fn connection(mut client: DeviceClient, mut jobs: mpsc::Receiver<Job>) {
     while let Some(job) = jobs.recv().await {
         let (mut ok, mut refused) = (0u64, 0u64);
-        for r in client.publish_readings(&job.readings).await {
+        let results = client.publish_readings(&job.readings).await;
+        for (r, &n) in results.into_iter().zip(&job.items) {
             match r {
-                Ok(a) if a.accepted => ok += 1,
+                Ok(a) if a.accepted => ok += n,
                 Ok(a) => {
-                    refused += 1;
+                    refused += n;
                     tracing::debug!(?a, "reading refused");
                 }
                 Err(e) => {
-                    refused += 1;
+                    refused += n;
                     tracing::debug!(error = %e, "publish failed");
                 }
             }
@@ -402,17 +407,27 @@ impl Pool {
     /// queue is full), without waiting for acknowledgements. A connection publishes its
     /// jobs one after another, so a device's readings enqueued later are published later.
     async fn enqueue(&self, items: Vec<Outgoing>) -> Pending {
-        let mut groups: HashMap<(usize, usize), Vec<_>> = HashMap::new();
+        let mut groups: HashMap<(usize, usize), (Vec<_>, Vec<u64>)> = HashMap::new();
         for o in items {
-            groups.entry((o.edge, o.slot)).or_default().push(o.reading);
+            let g = groups.entry((o.edge, o.slot)).or_default();
+            g.0.push(o.reading);
+            g.1.push(o.items);
         }
         let mut pending = Pending::default();
-        for ((edge, slot), readings) in groups {
+        for ((edge, slot), (readings, items)) in groups {
             let Some(tx) = self.senders.get(edge).and_then(|s| s.get(slot)) else {
                 continue;
             };
             let (done, rx) = tokio::sync::oneshot::channel();
-            if tx.send(Job { readings, done }).await.is_ok() {
+            if tx
+                .send(Job {
+                    readings,
+                    items,
+                    done,
+                })
+                .await
+                .is_ok()
+            {
                 pending.jobs.push(rx);
             }
         }
@@ -785,6 +800,7 @@ async fn drive(
         if let Ok(mut h) = heard.lock() {
             h.own.extend(w.own_rpis.iter().copied());
         }
+        counts.encounter_readings += w.uploads.len() as u64;
         let uploads = pool.enqueue(w.uploads).await;
         let air = pool.enqueue(w.air).await;
         let mut relays = Vec::with_capacity(w.confirmations.len());

@@ -31,7 +31,7 @@ use trustedge_node::tracing_worker::{DIAGNOSIS_KIND, encode_diagnosis};
 use trustedge_tracing::ReportType;
 use trustedge_tracing::broadcast::{Advertisement, Broadcaster, MAX_ROTATION_S};
 use trustedge_tracing::sightings::{Sighting, SightingFilter, SightingLog};
-use trustedge_tracing::upload::{READING_KIND, uploads_by_own_rpi};
+use trustedge_tracing::upload::{BATCH_READING_KIND, EncounterBatch, uploads_by_own_rpi};
 use trustedge_types::{Hash, Keypair};
 
 /// How long a phone keeps sightings in this simulation, s: it uploads every hour, so two
@@ -79,6 +79,8 @@ pub struct Outgoing {
     pub slot: usize,
     /// The signed reading.
     pub reading: SignedReading,
+    /// How many items it carries: the uploads of an encounter batch, 1 otherwise.
+    pub items: u64,
 }
 
 /// A confirmed case's request to relay its keys.
@@ -329,6 +331,7 @@ impl Player {
                         edge: s.edge,
                         slot,
                         reading,
+                        items: 1,
                     });
                 }
                 Event::Confirmed { person, time_s } => match self.phone_of.get(person) {
@@ -398,16 +401,23 @@ impl Player {
                 p.model.tx_power_dbm as i8,
             )?;
             let slot = p.person.0 as usize % self.pool;
-            for u in ups {
+            for u in &ups {
                 work.own_rpis.push((u.own_rpi.0, p.person));
-                let reading = p
-                    .identity
-                    .sign_reading(now * 1000, READING_KIND, u.to_bytes()?)?;
-                self.eval.add_upload(DeviceLink(person_link(p.person)), u)?;
+                self.eval
+                    .add_upload(DeviceLink(person_link(p.person)), u.clone())?;
+            }
+            // One signed reading per batch of uploads, not per upload: the phone signs and
+            // its edge verifies and stores about a third as many readings.
+            for batch in EncounterBatch::pack(ups)? {
+                let items = batch.uploads.len() as u64;
+                let reading =
+                    p.identity
+                        .sign_reading(now * 1000, BATCH_READING_KIND, batch.to_bytes()?)?;
                 work.uploads.push(Outgoing {
                     edge: p.edge,
                     slot,
                     reading,
+                    items,
                 });
             }
         }
@@ -455,6 +465,7 @@ impl Player {
                 edge,
                 slot,
                 reading,
+                items: 1,
             },
         })
     }

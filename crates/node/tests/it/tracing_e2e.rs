@@ -202,7 +202,8 @@ async fn close_contacts_of_a_confirmed_case_are_notified_and_nothing_links_pseud
     let t_end = t0 + 60 * minutes;
     let phones = &mut population.phones;
 
-    // Devices connect and upload their encounters, one upload per own RPI.
+    // Devices connect and upload their encounters: even ones one reading per own RPI, odd
+    // ones in batches of uploads (one reading for several own RPIs).
     let options = DeviceClientOptions {
         notice_queue: 4096,
         ..DeviceClientOptions::default()
@@ -211,9 +212,25 @@ async fn close_contacts_of_a_confirmed_case_are_notified_and_nothing_links_pseud
         p.connect(addr, options.clone()).await.unwrap();
     }
     let mut uploads_total = 0u64;
+    let mut batched_readings = 0usize;
+    let mut batched_uploads = 0usize;
     for p in phones.iter_mut() {
-        uploads_total += p.upload_encounters(t_end, t_end * 1000).await.unwrap() as u64;
+        if p.index % 2 == 0 {
+            uploads_total += p.upload_encounters(t_end, t_end * 1000).await.unwrap() as u64;
+        } else {
+            let (r, n) = p
+                .upload_encounter_batches(t_end, t_end * 1000)
+                .await
+                .unwrap();
+            batched_readings += r;
+            batched_uploads += n;
+            uploads_total += n as u64;
+        }
     }
+    assert!(
+        batched_readings < batched_uploads,
+        "batches carry several uploads: {batched_readings} readings, {batched_uploads} uploads"
+    );
     let deadline = Instant::now() + WAIT;
     while edge.metrics().tracing.uploads_held.get() < uploads_total {
         assert!(

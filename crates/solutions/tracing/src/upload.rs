@@ -26,6 +26,12 @@ use crate::{EnIntervalNumber, Rpi};
 /// The reading kind of an encounter upload in `DeviceIdentity::sign_reading`.
 pub const READING_KIND: &str = "encounters";
 
+/// The reading kind of an [`EncounterBatch`]: several uploads in one signed reading.
+pub const BATCH_READING_KIND: &str = "encounter_batch";
+
+/// Most uploads in one [`EncounterBatch`].
+pub const MAX_UPLOADS_PER_BATCH: usize = 64;
+
 /// Largest encoded upload: `trustedge_device::MAX_READING_PAYLOAD_BYTES` (4 KiB).
 pub const MAX_UPLOAD_BYTES: usize = 4 * 1024;
 
@@ -54,6 +60,17 @@ pub enum UploadError {
         "device model must be 1..={MAX_DEVICE_MODEL_BYTES} printable ASCII characters, got {0:?}"
     )]
     InvalidDeviceModel(String),
+    /// A batch holds no upload, too many, or two for the same own RPI.
+    #[error("invalid encounter batch: {0}")]
+    InvalidBatch(&'static str),
+    /// An upload inside a batch is invalid.
+    #[error("upload {index} of the batch: {source}")]
+    InBatch {
+        /// Position of the upload in the batch.
+        index: usize,
+        /// What is wrong with it.
+        source: Box<UploadError>,
+    },
     /// An encounter is inconsistent (last before first, unsorted or out-of-span samples,
     /// too many samples).
     #[error("encounter {index} is invalid: {reason}")]
@@ -247,4 +264,131 @@ pub fn uploads_by_own_rpi(
         out.extend(g.split_to_fit(MAX_UPLOAD_BYTES)?);
     }
     Ok(out)
+}
+
+/// Several [`EncounterUpload`]s of one device in one signed reading (kind
+/// [`BATCH_READING_KIND`]), so that a phone signs, and its edge verifies and stores, one
+/// reading per upload round instead of one per own RPI.
+///
+/// Batching changes nothing the edge can link: every reading is signed with the device's
+/// key, so the edge knew which uploads came from one device before. Outside the device's
+/// edge, only the uploads' RPI-keyed content is shared, one upload at a time. A batch holds
+/// each own RPI once, and every heard RPI under one own RPI only (as
+/// [`uploads_by_own_rpi`] makes them). Its Borsh form (a list of uploads) is at most
+/// [`MAX_UPLOAD_BYTES`], the device crate's reading payload limit.
+#[derive(Debug, Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct EncounterBatch {
+    /// The uploads, in order of their own interval.
+    pub uploads: Vec<EncounterUpload>,
+}
+
+impl EncounterBatch {
+    /// Checks every upload, the count (1..=[`MAX_UPLOADS_PER_BATCH`]), and that no own RPI
+    /// or heard RPI appears under two different own RPIs.
+    pub fn validate(&self) -> Result<(), UploadError> {
+        if self.uploads.is_empty() {
+            return Err(UploadError::InvalidBatch(
+                "a batch holds at least one upload",
+            ));
+        }
+        if self.uploads.len() > MAX_UPLOADS_PER_BATCH {
+            return Err(UploadError::InvalidBatch("too many uploads in one batch"));
+        }
+        let mut heard_under: HashMap<Rpi, Rpi> = HashMap::new();
+        let mut own_seen: HashMap<Rpi, EnIntervalNumber> = HashMap::new();
+        for (index, u) in self.uploads.iter().enumerate() {
+            u.validate().map_err(|e| UploadError::InBatch {
+                index,
+                source: Box::new(e),
+            })?;
+            if let Some(&interval) = own_seen.get(&u.own_rpi)
+                && interval != u.own_interval
+            {
+                return Err(UploadError::InvalidBatch(
+                    "one own RPI is given two different intervals",
+                ));
+            }
+            own_seen.insert(u.own_rpi, u.own_interval);
+            for e in &u.encounters {
+                if *heard_under.entry(e.rpi).or_insert(u.own_rpi) != u.own_rpi {
+                    return Err(UploadError::InvalidBatch(
+                        "a heard RPI is listed under two own RPIs",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Encoded size: the list length, then each upload.
+    pub fn encoded_len(&self) -> usize {
+        4 + self
+            .uploads
+            .iter()
+            .map(EncounterUpload::encoded_len)
+            .sum::<usize>()
+    }
+
+    /// The Borsh encoding, after [`validate`](Self::validate), at most [`MAX_UPLOAD_BYTES`].
+    pub fn to_bytes(&self) -> Result<Vec<u8>, UploadError> {
+        self.validate()?;
+        let bytes = borsh::to_vec(self).map_err(|e| UploadError::Malformed(e.to_string()))?;
+        if bytes.len() > MAX_UPLOAD_BYTES {
+            return Err(UploadError::TooLarge {
+                size_bytes: bytes.len(),
+                max_bytes: MAX_UPLOAD_BYTES,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Parses and validates a batch; never panics, whatever the bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, UploadError> {
+        if bytes.len() > MAX_UPLOAD_BYTES {
+            return Err(UploadError::TooLarge {
+                size_bytes: bytes.len(),
+                max_bytes: MAX_UPLOAD_BYTES,
+            });
+        }
+        let batch: EncounterBatch =
+            borsh::from_slice(bytes).map_err(|e| UploadError::Malformed(e.to_string()))?;
+        batch.validate()?;
+        Ok(batch)
+    }
+
+    /// Packs `uploads` (as [`uploads_by_own_rpi`] returns them) into as few batches as fit,
+    /// keeping their order: an upload too large to share a batch is first split (for the
+    /// same own RPI, [`EncounterUpload::split_to_fit`]), then uploads are added to the
+    /// current batch while it fits. No uploads make no batch.
+    pub fn pack(uploads: Vec<EncounterUpload>) -> Result<Vec<EncounterBatch>, UploadError> {
+        // A batch's own overhead is its list length.
+        let room = MAX_UPLOAD_BYTES - 4;
+        let mut out = Vec::new();
+        let mut current: Vec<EncounterUpload> = Vec::new();
+        let mut size = 4;
+        for u in uploads {
+            let parts = if u.encoded_len() > room {
+                u.split_to_fit(room)?
+            } else {
+                vec![u]
+            };
+            for part in parts {
+                let len = part.encoded_len();
+                if !current.is_empty()
+                    && (size + len > MAX_UPLOAD_BYTES || current.len() == MAX_UPLOADS_PER_BATCH)
+                {
+                    out.push(EncounterBatch {
+                        uploads: std::mem::take(&mut current),
+                    });
+                    size = 4;
+                }
+                size += len;
+                current.push(part);
+            }
+        }
+        if !current.is_empty() {
+            out.push(EncounterBatch { uploads: current });
+        }
+        Ok(out)
+    }
 }

@@ -11,7 +11,8 @@ use trustedge_tracing::sightings::{
     Sighting, SightingError, SightingFilter, SightingLog,
 };
 use trustedge_tracing::upload::{
-    EncounterUpload, MAX_UPLOAD_BYTES, READING_KIND, UploadError, uploads_by_own_rpi,
+    BATCH_READING_KIND, EncounterBatch, EncounterUpload, MAX_UPLOAD_BYTES, MAX_UPLOADS_PER_BATCH,
+    READING_KIND, UploadError, uploads_by_own_rpi,
 };
 use trustedge_tracing::{Aem, EnIntervalNumber, Rpi};
 use trustedge_types::Keypair;
@@ -330,7 +331,129 @@ fn the_log_attaches_ranges_to_heard_rpis_within_their_span_and_bounded() {
     );
 }
 
+#[test]
+fn batches_pack_uploads_in_order_within_the_limit_and_round_trip() {
+    let mut rng = Rng::new(40);
+    // Small uploads share batches; one too large for a batch is split for its own RPI.
+    let mut uploads: Vec<EncounterUpload> =
+        (0..9).map(|i| upload(&mut rng, 1 + i % 3, 20)).collect();
+    uploads.push(upload(&mut rng, 60, 32));
+    uploads.extend((0..4).map(|_| upload(&mut rng, 2, 10)));
+    let total_bytes: usize = uploads.iter().map(EncounterUpload::encoded_len).sum();
+    let batches = EncounterBatch::pack(uploads.clone()).unwrap();
+    // As few as fit, give or take the splits: far fewer readings than uploads.
+    assert!(
+        batches.len() < uploads.len() / 2,
+        "{} batches",
+        batches.len()
+    );
+    assert!(batches.len() >= total_bytes.div_ceil(MAX_UPLOAD_BYTES));
+    let mut device = DeviceIdentity::new(Keypair::from_seed([8; 32]), 0);
+    let mut rejoined: Vec<(Rpi, Encounter)> = Vec::new();
+    for b in &batches {
+        let bytes = b.to_bytes().unwrap();
+        assert!(bytes.len() <= MAX_UPLOAD_BYTES);
+        assert_eq!(bytes.len(), b.encoded_len());
+        assert_eq!(&EncounterBatch::from_bytes(&bytes).unwrap(), b);
+        device.sign_reading(1, BATCH_READING_KIND, bytes).unwrap();
+        for u in &b.uploads {
+            rejoined.extend(u.encounters.iter().map(|e| (u.own_rpi, e.clone())));
+        }
+    }
+    let expected: Vec<(Rpi, Encounter)> = uploads
+        .iter()
+        .flat_map(|u| u.encounters.iter().map(|e| (u.own_rpi, e.clone())))
+        .collect();
+    assert_eq!(rejoined, expected);
+    assert!(EncounterBatch::pack(Vec::new()).unwrap().is_empty());
+    // The count bound holds even for uploads without encounters.
+    let many: Vec<_> = (0..MAX_UPLOADS_PER_BATCH + 1)
+        .map(|_| upload(&mut rng, 0, 0))
+        .collect();
+    let packed = EncounterBatch::pack(many).unwrap();
+    assert_eq!(packed.len(), 2);
+    assert_eq!(packed[0].uploads.len(), MAX_UPLOADS_PER_BATCH);
+}
+
+#[test]
+fn invalid_batches_are_refused() {
+    let mut rng = Rng::new(41);
+    assert!(matches!(
+        EncounterBatch { uploads: vec![] }.to_bytes(),
+        Err(UploadError::InvalidBatch(_))
+    ));
+    // A heard RPI under two own RPIs would link them.
+    let a = upload(&mut rng, 2, 3);
+    let mut b = upload(&mut rng, 1, 3);
+    b.encounters[0].rpi = a.encounters[1].rpi;
+    let linked = EncounterBatch {
+        uploads: vec![a.clone(), b],
+    };
+    assert!(matches!(
+        linked.to_bytes(),
+        Err(UploadError::InvalidBatch(_))
+    ));
+    assert!(matches!(
+        EncounterBatch::from_bytes(&borsh::to_vec(&linked).unwrap()),
+        Err(UploadError::InvalidBatch(_))
+    ));
+    // One own RPI with two intervals.
+    let mut c = a.clone();
+    c.own_interval = EnIntervalNumber(a.own_interval.0 + 1);
+    c.encounters.clear();
+    assert!(matches!(
+        EncounterBatch {
+            uploads: vec![a.clone(), c]
+        }
+        .to_bytes(),
+        Err(UploadError::InvalidBatch(_))
+    ));
+    // An invalid upload inside is named by its position.
+    let mut bad = upload(&mut rng, 1, 3);
+    bad.device_model = String::new();
+    assert!(matches!(
+        EncounterBatch {
+            uploads: vec![a.clone(), bad]
+        }
+        .to_bytes(),
+        Err(UploadError::InBatch { index: 1, .. })
+    ));
+    // Too large, and trailing bytes.
+    let big = EncounterBatch {
+        uploads: vec![upload(&mut rng, 60, 32)],
+    };
+    assert!(matches!(big.to_bytes(), Err(UploadError::TooLarge { .. })));
+    let mut good = EncounterBatch { uploads: vec![a] }.to_bytes().unwrap();
+    good.push(0);
+    assert!(matches!(
+        EncounterBatch::from_bytes(&good),
+        Err(UploadError::Malformed(_))
+    ));
+}
+
 proptest! {
+    #[test]
+    fn batch_from_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..5000)) {
+        let _ = EncounterBatch::from_bytes(&bytes);
+    }
+
+    #[test]
+    fn mutated_batches_never_panic_and_valid_ones_round_trip(
+        seed in any::<u64>(), n in 1usize..5, flip in any::<(usize, u8)>()
+    ) {
+        let mut rng = Rng::new(seed);
+        let uploads: Vec<_> = (0..n).map(|_| upload(&mut rng, 2, 4)).collect();
+        let batches = EncounterBatch::pack(uploads).unwrap();
+        prop_assert_eq!(batches.len(), 1);
+        let mut bytes = batches[0].to_bytes().unwrap();
+        let i = flip.0 % bytes.len();
+        bytes[i] ^= flip.1 | 1;
+        if let Ok(v) = EncounterBatch::from_bytes(&bytes) {
+            prop_assert!(v.validate().is_ok());
+            prop_assert_eq!(v.to_bytes().unwrap(), bytes);
+        }
+    }
+
     #[test]
     fn mutated_ranged_uploads_never_panic(
         seed in any::<u64>(), n in 1usize..4, r in 0usize..65, flip in any::<(usize, u8)>()
