@@ -24,7 +24,8 @@ use trustedge_tracing::broadcast::{BroadcastError, Broadcaster};
 use trustedge_tracing::matching::match_notices;
 use trustedge_tracing::sightings::{Sighting, SightingError, SightingFilter, SightingLog};
 use trustedge_tracing::upload::{
-    BATCH_READING_KIND, EncounterBatch, READING_KIND, UploadError, uploads_by_own_rpi,
+    BATCH_READING_KIND, EncounterBatch, EncounterUpload, READING_KIND, UploadError,
+    uploads_by_own_rpi,
 };
 use trustedge_tracing::{DiagnosisKey, ReportType, Rpi};
 use trustedge_types::Keypair;
@@ -140,6 +141,16 @@ impl SimPhone {
         self.client.take()
     }
 
+    /// Its encounters at `now_s`, one upload per own RPI.
+    fn uploads(&self, now_s: u64) -> Result<Vec<EncounterUpload>, DevSimError> {
+        Ok(uploads_by_own_rpi(
+            self.broadcaster.log(),
+            self.sightings.encounters(now_s),
+            self.model.name,
+            tx_power(self.model),
+        )?)
+    }
+
     /// Its encounters at `now_s` as signed `encounters` readings, one per own RPI, signed
     /// at `signed_at_ms`.
     pub fn encounter_readings(
@@ -147,12 +158,7 @@ impl SimPhone {
         now_s: u64,
         signed_at_ms: u64,
     ) -> Result<Vec<SignedReading>, DevSimError> {
-        let uploads = uploads_by_own_rpi(
-            self.broadcaster.log(),
-            self.sightings.encounters(now_s),
-            self.model.name,
-            tx_power(self.model),
-        )?;
+        let uploads = self.uploads(now_s)?;
         let mut out = Vec::with_capacity(uploads.len());
         for u in uploads {
             out.push(
@@ -171,14 +177,8 @@ impl SimPhone {
         now_s: u64,
         signed_at_ms: u64,
     ) -> Result<Vec<(SignedReading, usize)>, DevSimError> {
-        let uploads = uploads_by_own_rpi(
-            self.broadcaster.log(),
-            self.sightings.encounters(now_s),
-            self.model.name,
-            tx_power(self.model),
-        )?;
         let mut out = Vec::new();
-        for batch in EncounterBatch::pack(uploads)? {
+        for batch in EncounterBatch::pack(self.uploads(now_s)?)? {
             let n = batch.uploads.len();
             let reading =
                 self.identity

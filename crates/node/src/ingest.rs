@@ -129,6 +129,12 @@ impl Ack {
         Hash::sha256(message).to_hex()
     }
 
+    /// The answer to `message` when the edge's queue is full and it is dropped unread:
+    /// refused as [`RefusalReason::Busy`], to be sent again later.
+    pub fn busy(message: &[u8]) -> Ack {
+        Ack::refused(Ack::digest_of(message), None, RefusalReason::Busy)
+    }
+
     fn refused(digest: String, seq: Option<u64>, reason: RefusalReason) -> Ack {
         Ack {
             digest,

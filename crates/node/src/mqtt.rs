@@ -431,9 +431,20 @@ async fn poll_uploads(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let topic = p.topic.clone();
-                if tx.try_send((topic, p.payload.to_vec())).is_err() {
+                if let Err(e) = tx.try_send((topic, p.payload.to_vec())) {
                     metrics.edge.received.inc();
                     metrics.edge.refuse(RefusalReason::Busy);
+                    // Tell the device at once (it may send again later) rather than let it
+                    // wait out its acknowledgement timeout.
+                    let (topic, message) = e.into_inner();
+                    if let Ok((_, client_id)) = topics::parse_upload(&topic)
+                        && let Ok(body) = serde_json::to_vec(&crate::ingest::Ack::busy(&message))
+                        && client
+                            .try_publish(topics::ack(client_id), QoS::AtLeastOnce, false, body)
+                            .is_err()
+                    {
+                        metrics.edge.acks_dropped.inc();
+                    }
                 }
             }
             Ok(_) => {}

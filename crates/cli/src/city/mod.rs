@@ -48,7 +48,7 @@ use trustedge_types::Hash;
 
 use feed::{ChainPoint, ContactPoint};
 pub use feed::{CityObserver, NoObserver};
-use play::{HourWork, Outgoing, Player};
+use play::{EvalInput, Evaluator, HourWork, Outgoing, Player};
 
 /// Seconds in a day.
 const DAY_S: u64 = 86_400;
@@ -448,6 +448,10 @@ struct HourInFlight {
 /// with two, the next hour's readings queue behind the last ones on each connection.
 const HOURS_IN_FLIGHT: usize = 2;
 
+/// Simulated hours of uploads queued for the evaluation thread before the city thread
+/// waits for it.
+const EVAL_QUEUE_HOURS: usize = 4;
+
 impl HourInFlight {
     /// Waits for the hour's acknowledgements and adds them to `counts`.
     async fn settle(self, counts: &mut Counts) {
@@ -653,7 +657,7 @@ async fn drive(
     let mut mark = Instant::now();
     let net_started = Instant::now();
     let start_s = city.config().start_s;
-    player.set_network(net.lab.clone(), net.tracing.skew_s)?;
+    player.set_lab(net.lab.clone());
     tracing::info!("network up; registering devices");
     net.register(&player.devices()).await?;
     tracing::info!(secs = mark.elapsed().as_secs_f64(), "devices registered");
@@ -747,18 +751,27 @@ async fn drive(
     // The hours: played on a blocking thread, one hour ahead of the network.
     let hours_total = u64::from(city.config().days) * 24;
     let (work_tx, mut work_rx) = mpsc::channel::<anyhow::Result<HourWork>>(2);
+    // The evaluation of close contacts (measurement only) runs on a thread of its own,
+    // beside the city's: it is given each hour's uploads and, as each day's uploads are
+    // complete, that day's keys, so it holds about a day of uploads. On the city's thread
+    // it took half of that thread's time, and the city thread paced the run.
+    let (eval_tx, eval_rx) = std::sync::mpsc::sync_channel::<Vec<EvalInput>>(EVAL_QUEUE_HOURS);
     let scorer_config = net.tracing.clone();
-    let scorer = tokio::task::spawn_blocking(move || scorer_config.scorer());
-    // The city thread plays the hours and, as each day's uploads are complete, judges that
-    // day's close contacts (evaluation only), so it holds about a day of uploads.
+    let evaluator = tokio::task::spawn_blocking(move || -> anyhow::Result<Evaluator> {
+        let scorer = scorer_config
+            .scorer()
+            .map_err(|e| anyhow::anyhow!("training the distance model: {e}"))?;
+        let mut evaluator = Evaluator::new(scorer_config.skew_s)?;
+        while let Ok(inputs) = eval_rx.recv() {
+            for input in inputs {
+                evaluator.apply(input, &scorer)?;
+            }
+        }
+        Ok(evaluator)
+    });
     let producer = {
         let city = city.clone();
-        let rt = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || -> anyhow::Result<Player> {
-            let scorer = rt
-                .block_on(scorer)
-                .context("training the distance model")?
-                .map_err(|e| anyhow::anyhow!("distance model: {e}"))?;
             let mut end = start_s;
             for h in city.hours() {
                 let h = h?;
@@ -768,13 +781,18 @@ async fn drive(
                 if work_tx.blocking_send(w).is_err() || failed {
                     return Ok(player);
                 }
-                player.evaluate_complete_days(end, start_s, &scorer)?;
+                player.evaluate_complete_days(end, start_s)?;
+                if eval_tx.send(player.take_eval_inputs()).is_err() {
+                    // The evaluation failed; its error is reported when it is joined.
+                    return Ok(player);
+                }
             }
             let w = player.flush(end);
             let _ = work_tx.blocking_send(w);
             // Every encounter is uploaded now: judge the days left (the last one ends at
             // `end`).
-            player.evaluate_complete_days(end + MAX_ROTATION_S, start_s, &scorer)?;
+            player.evaluate_complete_days(end + MAX_ROTATION_S, start_s)?;
+            let _ = eval_tx.send(player.take_eval_inputs());
             Ok(player)
         })
     };
@@ -971,7 +989,9 @@ async fn drive(
     // Evaluation.
     tracing::info!("evaluating");
     let truth = city.truth();
-    let decided = player.decided_close_contacts();
+    // The evaluation thread may still be judging the last days; it ran beside the drain.
+    let evaluator = evaluator.await.context("the evaluation thread")??;
+    let decided = evaluator.decided_close_contacts();
     let true_cc = truth.app_close_contacts();
     let pr = PrecisionRecall::of(decided, &true_cc);
     for fp in decided.difference(&true_cc).take(10) {

@@ -13,7 +13,8 @@
 //! `[T − 3600 − 1200, T − 1200)` at the hour's end `T` (a heard RPI is on air at most 20
 //! minutes, so those are complete), grouped by the phone's own RPI
 //! ([`uploads_by_own_rpi`]: no upload links two of its RPIs), each signed by the phone's
-//! own key. The same uploads also feed an evaluation-only [`ExposureEngine`] (see
+//! own key, and packed into as few signed readings as fit ([`EncounterBatch`]). The same
+//! uploads also feed an evaluation-only [`Evaluator`], on a thread of its own (see
 //! [`Player::evaluate_complete_days`]).
 
 use std::collections::{BTreeSet, HashMap};
@@ -28,10 +29,10 @@ use trustedge_distance::channel::DeviceModel;
 use trustedge_edge::exposure::{DeviceLink, DistanceScorer, EngineConfig, ExposureEngine};
 use trustedge_node::aerosol_worker::{AIR_QUALITY_KIND, encode_air_quality};
 use trustedge_node::tracing_worker::{DIAGNOSIS_KIND, encode_diagnosis};
-use trustedge_tracing::ReportType;
 use trustedge_tracing::broadcast::{Advertisement, Broadcaster, MAX_ROTATION_S};
 use trustedge_tracing::sightings::{Sighting, SightingFilter, SightingLog};
 use trustedge_tracing::upload::{BATCH_READING_KIND, EncounterBatch, uploads_by_own_rpi};
+use trustedge_tracing::{DiagnosisKey, ReportType};
 use trustedge_types::{Hash, Keypair};
 
 /// How long a phone keeps sightings in this simulation, s: it uploads every hour, so two
@@ -148,12 +149,114 @@ pub struct Player {
     /// Wall-clock (Unix s) the certificates are issued at: the ledger checks them against
     /// its block time, which is real time.
     issue_now_s: u64,
-    eval: ExposureEngine,
+    /// What the evaluation still has to be given, in order (see [`Evaluator`]).
+    eval_out: Vec<EvalInput>,
     /// The next day (since the epoch) the evaluation judges.
     next_eval_day: Option<u64>,
-    /// Pair-days judged close so far (evaluation only).
-    decided: BTreeSet<(u32, PersonId, PersonId)>,
     cert_seq: u64,
+}
+
+/// What the evaluation is given, in the order the phones produced it.
+pub enum EvalInput {
+    /// An upload a phone sent (its person's device link).
+    Upload(PersonId, trustedge_tracing::upload::EncounterUpload),
+    /// Every upload of UTC `day` (days since the epoch) was given: judge it with the app
+    /// users' keys of that day. `start_day` is day 0 of the run.
+    Day {
+        /// The day judged.
+        day: u64,
+        /// Day 0 of the run.
+        start_day: u64,
+        /// Each app user's diagnosis keys of that day (none: not listed).
+        keys: Vec<(PersonId, Vec<DiagnosisKey>)>,
+    },
+}
+
+/// The evaluation of close contacts (never part of the system): a pure [`ExposureEngine`]
+/// with the edges' settings, given every upload the phones sent and, once a day is
+/// complete, every app user's key of that day; it keeps the pair-days `(day index, a, b)`
+/// (a < b) it decides close. It is fed by [`Player::take_eval_inputs`] and runs on a thread
+/// of its own, beside the city's.
+pub struct Evaluator {
+    engine: ExposureEngine,
+    decided: BTreeSet<(u32, PersonId, PersonId)>,
+}
+
+impl Evaluator {
+    /// An evaluator matching with the edges' skew `skew_s`.
+    pub fn new(skew_s: u64) -> anyhow::Result<Evaluator> {
+        Ok(Evaluator {
+            engine: ExposureEngine::new(EngineConfig {
+                skew_s,
+                max_encounters: usize::MAX / 2,
+                ..EngineConfig::default()
+            })?,
+            decided: BTreeSet::new(),
+        })
+    }
+
+    /// Takes one input: adds an upload, or judges a day and then drops the uploads whose
+    /// encounters all ended before the next midnight, so the engine holds about a day of
+    /// uploads whatever the length of the run.
+    pub fn apply(&mut self, input: EvalInput, scorer: &DistanceScorer) -> anyhow::Result<()> {
+        match input {
+            EvalInput::Upload(person, u) => {
+                self.engine.add_upload(DeviceLink(person_link(person)), u)?;
+            }
+            EvalInput::Day {
+                day,
+                start_day,
+                keys,
+            } => {
+                self.judge_day(day, start_day, keys, scorer)?;
+                self.engine.prune_before((day + 1) * DAY_S);
+            }
+        }
+        Ok(())
+    }
+
+    fn judge_day(
+        &mut self,
+        day: u64,
+        start_day: u64,
+        keys: Vec<(PersonId, Vec<DiagnosisKey>)>,
+        scorer: &DistanceScorer,
+    ) -> anyhow::Result<()> {
+        let Ok(day_u32) = u32::try_from(day) else {
+            anyhow::bail!("day {day} is out of range");
+        };
+        for (case, keys) in keys {
+            let id = keys_digest(&keys);
+            let outcome = self.engine.process(id, &keys, scorer, [0; 32]);
+            for d in outcome
+                .decisions
+                .iter()
+                .filter(|d| d.close_contact && d.day == day_u32)
+            {
+                let other = PersonId(u32::from_be_bytes([
+                    d.device.0[0],
+                    d.device.0[1],
+                    d.device.0[2],
+                    d.device.0[3],
+                ]));
+                if other == case {
+                    continue;
+                }
+                let (a, b) = if case < other {
+                    (case, other)
+                } else {
+                    (other, case)
+                };
+                self.decided.insert(((day - start_day) as u32, a, b));
+            }
+        }
+        Ok(())
+    }
+
+    /// The pair-days judged close so far.
+    pub fn decided_close_contacts(&self) -> &BTreeSet<(u32, PersonId, PersonId)> {
+        &self.decided
+    }
 }
 
 fn seed_for(seed: u64, purpose: u64, id: u64) -> [u8; 32] {
@@ -225,27 +328,21 @@ impl Player {
             lab: Keypair::from_seed(seed_for(seed, 5, 0)),
             chain_id: chain_id.to_string(),
             issue_now_s,
-            eval: ExposureEngine::new(EngineConfig {
-                skew_s: 0,
-                max_encounters: usize::MAX / 2,
-                ..EngineConfig::default()
-            })?,
+            eval_out: Vec::new(),
             next_eval_day: None,
-            decided: BTreeSet::new(),
             cert_seq: 0,
         })
     }
 
-    /// The laboratory clinician that certifies confirmed cases, and the edges' matching skew
-    /// (known once the network exists).
-    pub fn set_network(&mut self, lab: Keypair, skew_s: u64) -> anyhow::Result<()> {
+    /// The laboratory clinician that certifies confirmed cases (known once the network
+    /// exists).
+    pub fn set_lab(&mut self, lab: Keypair) {
         self.lab = lab;
-        self.eval = ExposureEngine::new(EngineConfig {
-            skew_s,
-            max_encounters: usize::MAX / 2,
-            ..EngineConfig::default()
-        })?;
-        Ok(())
+    }
+
+    /// What the evaluation is to be given since the last call, in order.
+    pub fn take_eval_inputs(&mut self) -> Vec<EvalInput> {
+        std::mem::take(&mut self.eval_out)
     }
 
     /// Every device to register: phones, then sensors.
@@ -403,8 +500,7 @@ impl Player {
             let slot = p.person.0 as usize % self.pool;
             for u in &ups {
                 work.own_rpis.push((u.own_rpi.0, p.person));
-                self.eval
-                    .add_upload(DeviceLink(person_link(p.person)), u.clone())?;
+                self.eval_out.push(EvalInput::Upload(p.person, u.clone()));
             }
             // One signed reading per batch of uploads, not per upload: the phone signs and
             // its edge verifies and stores about a third as many readings.
@@ -503,47 +599,35 @@ impl Player {
         Ok(k.checked_sub(1).and_then(|k| r.get(k)).map(|x| x.1))
     }
 
-    /// Evaluation only (never part of the system): judges every app-user pair-day, not only
-    /// confirmed cases' contacts. Each UTC day whose encounters have all been uploaded by
-    /// `now_s` (hours end at `now_s`; an encounter first heard before midnight is complete
-    /// and uploaded once `now_s − MAX_ROTATION_S` reaches that midnight) and not judged yet
-    /// is judged by a pure [`ExposureEngine`] with the edges' settings: every app user's key
-    /// of that day against the uploads the phones sent, adding the pair-days `(day index,
-    /// a, b)` (a < b) decided close to those kept; then the uploads whose encounters all
-    /// ended before the next midnight are dropped, so the engine holds about a day of
-    /// uploads whatever the length of the run. Days from `start_s` on only; `now_s` is the
+    /// Evaluation only (never part of the system): hands the [`Evaluator`] each UTC day
+    /// whose encounters have all been uploaded by `now_s` (hours end at `now_s`; an
+    /// encounter first heard before midnight is complete and uploaded once
+    /// `now_s − MAX_ROTATION_S` reaches that midnight) and that was not handed over yet,
+    /// with every app user's key of that day. Days from `start_s` on only; `now_s` is the
     /// end of the last hour played (after [`Player::flush`], that end plus
     /// `MAX_ROTATION_S`), so the days judged are days the city played.
-    pub fn evaluate_complete_days(
-        &mut self,
-        now_s: u64,
-        start_s: u64,
-        scorer: &DistanceScorer,
-    ) -> anyhow::Result<()> {
+    pub fn evaluate_complete_days(&mut self, now_s: u64, start_s: u64) -> anyhow::Result<()> {
         let start_day = start_s / DAY_S;
         let complete_before = now_s.saturating_sub(MAX_ROTATION_S) / DAY_S;
         let mut day = self.next_eval_day.unwrap_or(start_day).max(start_day);
         while day < complete_before {
-            self.evaluate_day(day, start_day, scorer)?;
+            let keys = self.keys_of_day(day)?;
+            self.eval_out.push(EvalInput::Day {
+                day,
+                start_day,
+                keys,
+            });
             day += 1;
-            self.eval.prune_before(day * DAY_S);
         }
         self.next_eval_day = Some(day);
         Ok(())
     }
 
-    /// Judges `day` (days since the epoch) for every phone; see
-    /// [`Player::evaluate_complete_days`].
-    fn evaluate_day(
-        &mut self,
-        day: u64,
-        start_day: u64,
-        scorer: &DistanceScorer,
-    ) -> anyhow::Result<()> {
+    /// Each phone's diagnosis keys of `day` (days since the epoch), phones without one left
+    /// out.
+    fn keys_of_day(&mut self, day: u64) -> anyhow::Result<Vec<(PersonId, Vec<DiagnosisKey>)>> {
         let day_start_s = day * DAY_S;
-        let Ok(day_u32) = u32::try_from(day) else {
-            anyhow::bail!("day {day} is out of range");
-        };
+        let mut out = Vec::new();
         for i in 0..self.phones.len() {
             self.advance(i, day_start_s + DAY_S - 1)?;
             let p = &self.phones[i];
@@ -557,40 +641,11 @@ impl Player {
                         == day_start_s
                 })
                 .collect();
-            if keys.is_empty() {
-                continue;
-            }
-            let case = p.person;
-            let id = keys_digest(&keys);
-            let outcome = self.eval.process(id, &keys, scorer, [0; 32]);
-            for d in outcome
-                .decisions
-                .iter()
-                .filter(|d| d.close_contact && d.day == day_u32)
-            {
-                let other = PersonId(u32::from_be_bytes([
-                    d.device.0[0],
-                    d.device.0[1],
-                    d.device.0[2],
-                    d.device.0[3],
-                ]));
-                if other == case {
-                    continue;
-                }
-                let (a, b) = if case < other {
-                    (case, other)
-                } else {
-                    (other, case)
-                };
-                self.decided.insert(((day - start_day) as u32, a, b));
+            if !keys.is_empty() {
+                out.push((p.person, keys));
             }
         }
-        Ok(())
-    }
-
-    /// The pair-days judged close so far by [`Player::evaluate_complete_days`].
-    pub fn decided_close_contacts(&self) -> &BTreeSet<(u32, PersonId, PersonId)> {
-        &self.decided
+        Ok(out)
     }
 }
 

@@ -100,6 +100,12 @@ fn small_city_through_the_real_stack() {
     assert_eq!(people, 60.0);
     assert!(apps > 0.0 && apps < people, "{apps} app users of {people}");
     assert!(num(&v, "counts.encounter_uploads") > 0.0, "{v:#}");
+    // Phones send their uploads in batches: never more readings than uploads.
+    let readings = num(&v, "counts.encounter_readings");
+    assert!(
+        readings > 0.0 && readings <= num(&v, "counts.encounter_uploads"),
+        "{v:#}"
+    );
     assert!(num(&v, "counts.air_readings") > 0.0, "{v:#}");
     assert_eq!(
         num(&v, "counts.refused"),

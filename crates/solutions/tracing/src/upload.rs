@@ -156,26 +156,12 @@ impl EncounterUpload {
     /// The Borsh encoding, after [`validate`](Self::validate), at most [`MAX_UPLOAD_BYTES`].
     pub fn to_bytes(&self) -> Result<Vec<u8>, UploadError> {
         self.validate()?;
-        let bytes = borsh::to_vec(self).map_err(|e| UploadError::Malformed(e.to_string()))?;
-        if bytes.len() > MAX_UPLOAD_BYTES {
-            return Err(UploadError::TooLarge {
-                size_bytes: bytes.len(),
-                max_bytes: MAX_UPLOAD_BYTES,
-            });
-        }
-        Ok(bytes)
+        encode_bounded(self)
     }
 
     /// Parses and validates an upload; never panics, whatever the bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, UploadError> {
-        if bytes.len() > MAX_UPLOAD_BYTES {
-            return Err(UploadError::TooLarge {
-                size_bytes: bytes.len(),
-                max_bytes: MAX_UPLOAD_BYTES,
-            });
-        }
-        let upload: EncounterUpload =
-            borsh::from_slice(bytes).map_err(|e| UploadError::Malformed(e.to_string()))?;
+        let upload: EncounterUpload = decode_bounded(bytes)?;
         upload.validate()?;
         Ok(upload)
     }
@@ -219,6 +205,29 @@ impl EncounterUpload {
         out.push(current);
         Ok(out)
     }
+}
+
+/// The Borsh encoding of `value`, refused over [`MAX_UPLOAD_BYTES`].
+fn encode_bounded<T: BorshSerialize>(value: &T) -> Result<Vec<u8>, UploadError> {
+    let bytes = borsh::to_vec(value).map_err(|e| UploadError::Malformed(e.to_string()))?;
+    check_size(bytes.len())?;
+    Ok(bytes)
+}
+
+/// Borsh-decodes `bytes` (all of them), refused over [`MAX_UPLOAD_BYTES`] before parsing.
+fn decode_bounded<T: BorshDeserialize>(bytes: &[u8]) -> Result<T, UploadError> {
+    check_size(bytes.len())?;
+    borsh::from_slice(bytes).map_err(|e| UploadError::Malformed(e.to_string()))
+}
+
+fn check_size(size_bytes: usize) -> Result<(), UploadError> {
+    if size_bytes > MAX_UPLOAD_BYTES {
+        return Err(UploadError::TooLarge {
+            size_bytes,
+            max_bytes: MAX_UPLOAD_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// Encoded size of one encounter: RPI 16, AEM 4, two times 16, sample list 4 + 5 each,
@@ -332,26 +341,12 @@ impl EncounterBatch {
     /// The Borsh encoding, after [`validate`](Self::validate), at most [`MAX_UPLOAD_BYTES`].
     pub fn to_bytes(&self) -> Result<Vec<u8>, UploadError> {
         self.validate()?;
-        let bytes = borsh::to_vec(self).map_err(|e| UploadError::Malformed(e.to_string()))?;
-        if bytes.len() > MAX_UPLOAD_BYTES {
-            return Err(UploadError::TooLarge {
-                size_bytes: bytes.len(),
-                max_bytes: MAX_UPLOAD_BYTES,
-            });
-        }
-        Ok(bytes)
+        encode_bounded(self)
     }
 
     /// Parses and validates a batch; never panics, whatever the bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, UploadError> {
-        if bytes.len() > MAX_UPLOAD_BYTES {
-            return Err(UploadError::TooLarge {
-                size_bytes: bytes.len(),
-                max_bytes: MAX_UPLOAD_BYTES,
-            });
-        }
-        let batch: EncounterBatch =
-            borsh::from_slice(bytes).map_err(|e| UploadError::Malformed(e.to_string()))?;
+        let batch: EncounterBatch = decode_bounded(bytes)?;
         batch.validate()?;
         Ok(batch)
     }
