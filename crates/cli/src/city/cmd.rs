@@ -51,11 +51,12 @@ pub struct SimulateArgs {
 }
 
 /// Bytes the network's stores in the scratch directory take per simulated person-day
-/// (measured: 10,000 people × 14 days reached 10.5 GB in /dev/shm).
-const STORE_BYTES_PER_PERSON_DAY: u64 = 75_000;
-/// Resident memory of the run per simulated person-day (measured: 9.6 GB peak for
-/// 10,000 × 14 days).
-const RSS_BYTES_PER_PERSON_DAY: u64 = 70_000;
+/// (measured with encounter batches: the whole network's directory reached 6.94 GB at
+/// 10,000 people × 14 days, 49.6 KB per person-day, of which the edges' stores 4.56 GB).
+const STORE_BYTES_PER_PERSON_DAY: u64 = 50_000;
+/// Resident memory of the run per simulated person-day (measured: 10.2 GB peak for
+/// 10,000 × 14 days, 72.8 KB per person-day).
+const RSS_BYTES_PER_PERSON_DAY: u64 = 75_000;
 
 /// Where a temporary network goes: `/dev/shm` when it is there and the memory available
 /// holds the stores with room to spare beside the run itself (the edges' stores commit
