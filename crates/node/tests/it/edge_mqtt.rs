@@ -331,3 +331,139 @@ async fn readings_are_stored_encrypted_indexed_anchored_and_refused_by_reason() 
     edge.shutdown().await.unwrap();
     validator.stop().await;
 }
+
+/// Holds every reading in the indexer until `open`: the edge's ingest worker stalls.
+struct GateIndexer {
+    entered: Arc<std::sync::atomic::AtomicBool>,
+    open: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ReadingIndexer for GateIndexer {
+    fn index_keys(&self, _client: &str, _r: &SignedReading) -> Result<IndexKeys, String> {
+        use std::sync::atomic::Ordering;
+        self.entered.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + WAIT;
+        while !self.open.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(IndexKeys::default())
+    }
+}
+
+/// A full ingest queue answers each message it drops with a `busy` refusal to retry, at
+/// once, instead of leaving the device to wait out its acknowledgement timeout; what was
+/// queued before is still stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_ingest_queue_answers_busy_at_once() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use trustedge_node::mqtt::{Ack, INGEST_BATCH, INGEST_QUEUE, topics};
+
+    let k = keys();
+    let validator = sealer().await;
+    let (reg, device_key) = register_device(&k.edge_admin, 1, 60);
+    let h = validator.client.submit_tx(&reg).await.unwrap();
+    let height = committed(&validator.client, &h).await.header.height;
+    let home = write_home(
+        &genesis(),
+        Role::Edge,
+        Some(&k.operator),
+        &[validator.url()],
+        |c| c.mqtt = Some(MqttConfig::new("127.0.0.1:0")),
+    );
+    let entered = Arc::new(AtomicBool::new(false));
+    let open = Arc::new(AtomicBool::new(false));
+    let edge = start_node(
+        home.path(),
+        NodeOptions {
+            indexer: Arc::new(GateIndexer {
+                entered: entered.clone(),
+                open: open.clone(),
+            }),
+            ..NodeOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let edge_client = trustedge_node::Client::new(edge.url());
+    reach_height(&edge_client, height).await;
+    let addr = edge.mqtt_addr().unwrap();
+
+    // A valid reading stalls the ingest worker in the indexer.
+    let mut device = DeviceIdentity::new(device_key, 0);
+    let held = device
+        .sign_reading(1, "encounters", payload(1, &[], "held"))
+        .unwrap();
+    let mut client = DeviceClient::connect(
+        addr,
+        "tok-held",
+        DeviceClientOptions {
+            ack_timeout: WAIT,
+            ..options()
+        },
+    )
+    .await
+    .unwrap();
+    let first = tokio::spawn(async move { client.publish_reading(&held).await });
+    wait_until("the ingest worker to stall", async || {
+        entered.load(Ordering::SeqCst)
+    })
+    .await;
+
+    // A flood beyond the queue's room: the overflow is answered busy.
+    let mut opts = MqttOptions::new("tok-flood", addr.ip().to_string(), addr.port());
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (flood, mut eventloop) = AsyncClient::new(opts, 64);
+    flood
+        .subscribe(topics::ack("tok-flood"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let n = INGEST_QUEUE + INGEST_BATCH + 64;
+    let publisher = {
+        let flood = flood.clone();
+        tokio::spawn(async move {
+            for i in 0..n {
+                let body = format!("not a reading {i}").into_bytes();
+                let topic = topics::upload("encounters", "tok-flood");
+                if flood
+                    .publish(topic, QoS::AtLeastOnce, false, body)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    let busy = loop {
+        assert!(started.elapsed() < WAIT, "no busy acknowledgement came");
+        let event = tokio::time::timeout(WAIT, eventloop.poll())
+            .await
+            .expect("the flood's connection went quiet")
+            .unwrap();
+        if let Event::Incoming(Packet::Publish(p)) = event {
+            let ack: Ack = serde_json::from_slice(&p.payload).unwrap();
+            if ack.reason == Some(RefusalReason::Busy) {
+                break ack;
+            }
+        }
+    };
+    assert!(!busy.accepted && busy.retry, "{busy:?}");
+    // Answered while the worker is still stalled: not after a timeout, not by the worker.
+    assert!(!open.load(Ordering::SeqCst));
+    let metrics = edge_client.metrics().await.unwrap();
+    assert!(
+        metric(
+            &metrics,
+            "trustedge_edge_mqtt_refused_total{reason=\"busy\"}"
+        ) > 0,
+        "{metrics}"
+    );
+
+    // Released, the stalled reading is stored and acknowledged.
+    open.store(true, Ordering::SeqCst);
+    let ack = first.await.unwrap().unwrap();
+    assert!(ack.accepted, "{ack:?}");
+    publisher.abort();
+}
