@@ -15,7 +15,8 @@ use trustedge_node::{NodeOptions, Role, RunningNode, start_node};
 use trustedge_types::Keypair;
 
 use crate::common::{
-    WAIT, committed, genesis, get_raw, keys, reach_height, register_device, sealer, write_home,
+    TestNode, WAIT, committed, genesis, get_raw, keys, reach_height, register_device, sealer,
+    write_home,
 };
 
 /// Test payload format: `n ‖ own (16) ‖ n × observed (16) ‖ free text`.
@@ -45,6 +46,31 @@ fn payload(own: u8, observed: &[u8], text: &str) -> Vec<u8> {
     }
     p.extend_from_slice(text.as_bytes());
     p
+}
+
+/// A validator with one device registered by the edge operator's admin, the device's key,
+/// the height that committed it, and an edge home with `mqtt` following the validator.
+async fn validator_device_and_edge_home(
+    mqtt: MqttConfig,
+) -> (
+    TestNode,
+    Keypair,
+    trustedge_types::Height,
+    tempfile::TempDir,
+) {
+    let k = keys();
+    let validator = sealer().await;
+    let (reg, device_key) = register_device(&k.edge_admin, 1, 60);
+    let h = validator.client.submit_tx(&reg).await.unwrap();
+    let height = committed(&validator.client, &h).await.header.height;
+    let home = write_home(
+        &genesis(),
+        Role::Edge,
+        Some(&k.operator),
+        &[validator.url()],
+        |c| c.mqtt = Some(mqtt),
+    );
+    (validator, device_key, height, home)
 }
 
 async fn start_edge(home: &std::path::Path) -> RunningNode {
@@ -82,24 +108,10 @@ async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readings_are_stored_encrypted_indexed_anchored_and_refused_by_reason() {
-    let k = keys();
-    let validator = sealer().await;
-    let (reg, device_key) = register_device(&k.edge_admin, 1, 60);
-    let h = validator.client.submit_tx(&reg).await.unwrap();
-    let height = committed(&validator.client, &h).await.header.height;
-
-    let home = write_home(
-        &genesis(),
-        Role::Edge,
-        Some(&k.operator),
-        &[validator.url()],
-        |c| {
-            let mut m = MqttConfig::new("127.0.0.1:0");
-            m.anchor_interval_ms = 200;
-            m.anchor_max_records = 100;
-            c.mqtt = Some(m);
-        },
-    );
+    let mut m = MqttConfig::new("127.0.0.1:0");
+    m.anchor_interval_ms = 200;
+    m.anchor_max_records = 100;
+    let (validator, device_key, height, home) = validator_device_and_edge_home(m).await;
     let edge = start_edge(home.path()).await;
     let edge_client = trustedge_node::Client::new(edge.url());
     reach_height(&edge_client, height).await;
@@ -359,18 +371,8 @@ async fn a_full_ingest_queue_answers_busy_at_once() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use trustedge_node::mqtt::{Ack, INGEST_BATCH, INGEST_QUEUE, topics};
 
-    let k = keys();
-    let validator = sealer().await;
-    let (reg, device_key) = register_device(&k.edge_admin, 1, 60);
-    let h = validator.client.submit_tx(&reg).await.unwrap();
-    let height = committed(&validator.client, &h).await.header.height;
-    let home = write_home(
-        &genesis(),
-        Role::Edge,
-        Some(&k.operator),
-        &[validator.url()],
-        |c| c.mqtt = Some(MqttConfig::new("127.0.0.1:0")),
-    );
+    let (_validator, device_key, height, home) =
+        validator_device_and_edge_home(MqttConfig::new("127.0.0.1:0")).await;
     let entered = Arc::new(AtomicBool::new(false));
     let open = Arc::new(AtomicBool::new(false));
     let edge = start_node(
