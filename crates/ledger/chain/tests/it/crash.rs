@@ -42,15 +42,25 @@ const TXS_PER_BLOCK: u64 = 3;
 /// A child the parent forgot stops by itself after this long.
 const CHILD_LIFETIME_MAX: Duration = Duration::from_secs(60);
 
-fn config() -> LedgerConfig {
+fn config(checkpoint_interval: u64) -> LedgerConfig {
     LedgerConfig {
-        checkpoint_interval: CHECKPOINT_INTERVAL,
+        checkpoint_interval,
         ..LedgerConfig::default()
     }
 }
 
+/// The ledger in `dir` with checkpoints every `checkpoint_interval` blocks.
+fn open_with(dir: &Path, k: &Keys, checkpoint_interval: u64) -> Ledger {
+    Ledger::open(
+        &dir.join("ledger.redb"),
+        genesis(k),
+        config(checkpoint_interval),
+    )
+    .expect("open ledger")
+}
+
 fn open(dir: &Path, k: &Keys) -> Ledger {
-    Ledger::open(&dir.join("ledger.redb"), genesis(k), config()).expect("open ledger")
+    open_with(dir, k, CHECKPOINT_INTERVAL)
 }
 
 /// The hospital admin's registration with nonce `nonce` of a device of its own.
@@ -214,8 +224,12 @@ fn replays_the_block_log_after_sigkill_at_random_moments() {
             });
             store.latest_height().unwrap()
         };
-        let ledger = Ledger::open(&dir.path().join("ledger.redb"), genesis(&k), config())
-            .unwrap_or_else(|e| panic!("round {round}: reopen failed: {e} (seed {seed})"));
+        let ledger = Ledger::open(
+            &dir.path().join("ledger.redb"),
+            genesis(&k),
+            config(CHECKPOINT_INTERVAL),
+        )
+        .unwrap_or_else(|e| panic!("round {round}: reopen failed: {e} (seed {seed})"));
         let now = ledger.height().unwrap();
         assert!(
             now >= latest,
@@ -288,11 +302,7 @@ fn raw_height(dir: &Path) -> u64 {
 fn interval_one_commits_every_block_durably_and_logs_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let k = keys();
-    let config = LedgerConfig {
-        checkpoint_interval: 1,
-        ..LedgerConfig::default()
-    };
-    let ledger = Ledger::open(&dir.path().join("ledger.redb"), genesis(&k), config).unwrap();
+    let ledger = open_with(dir.path(), &k, 1);
     for _ in 0..3 {
         seal_next(&ledger, &k);
         assert_eq!(log_len(dir.path()), 8, "a block was logged");
@@ -305,11 +315,7 @@ fn interval_one_commits_every_block_durably_and_logs_nothing() {
 fn deferred_blocks_are_logged_until_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let k = keys();
-    let config = LedgerConfig {
-        checkpoint_interval: 1000,
-        ..LedgerConfig::default()
-    };
-    let ledger = Ledger::open(&dir.path().join("ledger.redb"), genesis(&k), config).unwrap();
+    let ledger = open_with(dir.path(), &k, 1000);
     for _ in 0..3 {
         seal_next(&ledger, &k);
     }
@@ -329,7 +335,7 @@ fn deferred_blocks_are_logged_until_a_checkpoint() {
     // in both the store and the log: replay checks they are the same block and skips it.
     drop(ledger);
     assert_eq!(raw_height(dir.path()), 4);
-    let ledger = Ledger::open(&dir.path().join("ledger.redb"), genesis(&k), config).unwrap();
+    let ledger = open_with(dir.path(), &k, 1000);
     assert_eq!(ledger.height().unwrap(), 4);
     assert_eq!(log_len(dir.path()), 8);
 }
